@@ -1,0 +1,44 @@
+"""The `mammocli` command. Each command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="mammocli",
+    help="Run and retrain the NYU breast-cancer screening model (Wu et al. 2019) on your own "
+    "mammograms. Research use only: not a medical device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mammocli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """mammocli: breast-cancer screening model of Wu et al. 2019, on your machine."""
+
+
+def _register() -> None:
+    # One line per command module; each module exposes `register(app)`.
+    from . import info
+
+    info.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

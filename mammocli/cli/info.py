@@ -1,0 +1,44 @@
+"""`mammocli info`: versions, devices, cache and settings. Downloads nothing."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import typer
+
+from .. import __version__
+from ..settings import load_settings
+from .common import handle_errors, write_stdout
+
+
+def environment_report() -> dict[str, object]:
+    import numpy
+    import pydicom
+    import torch
+
+    settings = load_settings()
+    mps = getattr(torch.backends, "mps", None)
+    return {
+        "mammocli": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "mps_available": bool(mps and mps.is_available()),
+        "cpu_threads": torch.get_num_threads(),
+        "numpy": numpy.__version__,
+        "pydicom": pydicom.__version__,
+        "cache_dir": str(settings.cache_dir),
+        "offline": settings.offline,
+        "weights_url": settings.weights_url,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("info")
+    @handle_errors
+    def info() -> None:
+        """Show versions, available devices, the cache folder and settings (downloads nothing)."""
+        write_stdout(json.dumps(environment_report(), indent=2))

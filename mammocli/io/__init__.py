@@ -1,0 +1,1 @@
+"""Finding exams on disk and reading their pixels."""
