@@ -1,0 +1,58 @@
+"""ResNet-22 with pre-activation blocks, the view-wise column of the breast-level models (SPEC 6.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PLANES = (16, 32, 64, 128, 256)
+STRIDES = (1, 2, 2, 2, 2)
+BLOCKS_PER_STAGE = 2
+FEATURES = PLANES[-1]
+
+
+class BasicBlockV2(nn.Module):
+    def __init__(self, inplanes: int, planes: int, stride: int, downsample: bool) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(inplanes)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False))
+            if downsample else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = F.relu(self.bn1(x))
+        # The shortcut comes from the pre-activated input when there is a projection.
+        shortcut = self.downsample(a) if self.downsample is not None else x
+        h = self.conv1(a)
+        h = self.conv2(F.relu(self.bn2(h)))
+        return h + shortcut
+
+
+class ResNet22(nn.Module):
+    def __init__(self, input_channels: int) -> None:
+        super().__init__()
+        self.first_conv = nn.Conv2d(input_channels, PLANES[0], 7, stride=2, padding=0, bias=False)
+        self.first_pool = nn.MaxPool2d(3, stride=2, padding=0)
+        stages = []
+        inplanes = PLANES[0]
+        for planes, stride in zip(PLANES, STRIDES):
+            blocks = [BasicBlockV2(inplanes, planes, stride, downsample=True)]
+            blocks += [BasicBlockV2(planes, planes, 1, downsample=False)
+                       for _ in range(BLOCKS_PER_STAGE - 1)]
+            stages.append(nn.Sequential(*blocks))
+            inplanes = planes
+        self.layer_list = nn.ModuleList(stages)
+        self.final_bn = nn.BatchNorm2d(FEATURES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> globally average-pooled features (N, 256)."""
+        h = self.first_pool(self.first_conv(x))
+        for stage in self.layer_list:
+            h = stage(h)
+        h = F.relu(self.final_bn(h))
+        return h.mean(dim=(2, 3))
