@@ -48,7 +48,8 @@ def stride_list(length: int, patch: int, stride: int, rng: random.Random) -> lis
 
 
 def patch_offsets(length: int, patch: int, stride: int, rng: random.Random) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(stride_list(length, patch, stride, rng))]).astype(np.int64)
+    strides = stride_list(length, patch, stride, rng)
+    return np.concatenate([[0], np.cumsum(strides)]).astype(np.int64)
 
 
 def standardize(image: np.ndarray, dtype: type = np.float64) -> np.ndarray:

@@ -67,7 +67,8 @@ def select_device(requested: str = "auto") -> torch.device:
         return device
     if requested == "mps":
         if not mps_ok:
-            raise DeviceError(f"MPS was requested but is not available in torch {torch.__version__}",
-                              hint="use --device cpu")
+            raise DeviceError(
+                f"MPS was requested but is not available in torch {torch.__version__}",
+                hint="use --device cpu")
         return torch.device("mps")
     raise DeviceError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")

@@ -32,8 +32,9 @@ def _root(
 
 def _register() -> None:
     # One line per command module; each module exposes `register(app)`.
-    from . import info
+    from . import info, predict
 
+    predict.register(app)
     info.register(app)
 
 

@@ -89,10 +89,12 @@ def _read_exam_yaml(folder: Path) -> ExamSource:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(f"{where}: not valid YAML ({exc})") from exc
     if not isinstance(doc, dict):
-        raise InputError(f"{where}: expected a mapping with 'views' (and optional 'horizontal_flip')")
+        raise InputError(f"{where}: expected a mapping with 'views' and optional "
+                         "'horizontal_flip'")
     unknown = set(doc) - {"views", "horizontal_flip"}
     if unknown:
-        raise InputError(f"{where}: unknown keys {sorted(unknown)}; allowed: views, horizontal_flip")
+        raise InputError(f"{where}: unknown keys {sorted(unknown)}; "
+                         "allowed: views, horizontal_flip")
     flip = doc.get("horizontal_flip")
     flip_mode: FlipMode | None = None
     if flip is not None:

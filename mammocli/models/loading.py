@@ -77,7 +77,8 @@ def load_strict(model: M, state: Mapping[str, torch.Tensor], name: str) -> M:
         raise WeightsError(
             f"{name}: does not match the {type(model).__name__} architecture; "
             + "; ".join(problems),
-            hint="check that the file is the right one for this model (see `mammocli weights list`)",
+            hint="check that the file is the right one for this model "
+            "(see `mammocli weights list`)",
         )
     model.load_state_dict(state, strict=True)
     return model.eval()

@@ -1,4 +1,4 @@
-"""ResNet-22 with pre-activation blocks, the view-wise column of the breast-level models (SPEC 6.1)."""
+"""ResNet-22 with pre-activation blocks: the per-view column of the breast models (SPEC 6.1)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class ResNet22(nn.Module):
         self.first_pool = nn.MaxPool2d(3, stride=2, padding=0)
         stages = []
         inplanes = PLANES[0]
-        for planes, stride in zip(PLANES, STRIDES):
+        for planes, stride in zip(PLANES, STRIDES, strict=True):
             blocks = [BasicBlockV2(inplanes, planes, stride, downsample=True)]
             blocks += [BasicBlockV2(planes, planes, 1, downsample=False)
                        for _ in range(BLOCKS_PER_STAGE - 1)]

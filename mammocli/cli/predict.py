@@ -1,0 +1,249 @@
+"""`mammocli predict` and `mammocli heatmaps`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+import typer
+import yaml
+from rich.table import Table
+
+from ..batch import ExamOutcome, run_exams
+from ..config import FlipMode, PipelineConfig, RngMode
+from ..console import log, progress, stderr
+from ..errors import ConfigError, InputError, WeightsError
+from ..heatmap_export import write_heatmaps
+from ..io.discover import discover_exams
+from ..outputs import atomic_write_text
+from ..pipeline import ModelKind, Models, Predictor
+from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, to_csv
+from ..runtime import select_device, tune_allocator
+from .common import handle_errors, report_error, write_stdout
+
+_VARIANT_NAMES = {
+    "image-only": VARIANT_IMAGE_ONLY,
+    "image_only": VARIANT_IMAGE_ONLY,
+    "image-and-heatmaps": VARIANT_IMAGE_AND_HEATMAPS,
+    "image_and_heatmaps": VARIANT_IMAGE_AND_HEATMAPS,
+}
+
+
+def parse_variants(text: str) -> tuple[str, ...]:
+    out = []
+    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        if part not in _VARIANT_NAMES:
+            raise ConfigError(f"unknown variant {part!r}; use image-only and/or image-and-heatmaps")
+        out.append(_VARIANT_NAMES[part])
+    if not out:
+        raise ConfigError("--variants needs at least one variant")
+    return tuple(dict.fromkeys(out))
+
+
+def load_pipeline_config(path: Path | None, **overrides: object) -> PipelineConfig:
+    """Defaults are the paper's; a YAML file may change any field (e.g. smaller windows)."""
+    values: dict[str, object] = {}
+    if path is not None:
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the pipeline config ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: expected a mapping of pipeline settings")
+        known = {f.name for f in fields(PipelineConfig)}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        for key, value in doc.items():
+            values[key] = tuple(value) if isinstance(value, list) else value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "rng_mode" in values:
+        values["rng_mode"] = RngMode(values["rng_mode"])
+    config = PipelineConfig(**values)  # type: ignore[arg-type]
+    if config.tta < 0:
+        raise ConfigError("--tta must be 0 (no augmentation) or a positive number of draws")
+    return config
+
+
+def weights_locator(weights_dir: Path | None, show_progress: bool) -> Callable[[str], Path]:
+    def locate(name: str) -> Path:
+        if weights_dir is not None:
+            path = Path(weights_dir) / name
+            if not path.is_file():
+                raise WeightsError(f"{name}: not found in {weights_dir}",
+                                   hint="--weights-dir must hold the files under their "
+                                   "official names")
+            return path
+        from ..weights.fetch import resolve_weights
+
+        return resolve_weights(name, progress=show_progress)
+
+    return locate
+
+
+def _is_dir_target(path: Path) -> bool:
+    return str(path).endswith(("/", "\\")) or path.is_dir()
+
+
+def _result_line(outcome: ExamOutcome) -> str:
+    if outcome.output is not None and outcome.output.result is not None:
+        return outcome.output.result.model_dump_json()
+    assert outcome.failure is not None
+    return outcome.failure.model_dump_json()
+
+
+def _summary(outcomes: list[ExamOutcome]) -> None:
+    table = Table(title="mammocli predict", show_lines=False)
+    for col in ("exam", "status", "L malignant", "R malignant", "seconds / error"):
+        table.add_column(col)
+    for o in outcomes:
+        if o.failure is not None:
+            table.add_row(o.exam.exam_id, "[red]failed[/]", "", "", o.failure.error)
+        elif o.output is not None and o.output.result is not None:
+            r = o.output.result
+            table.add_row(r.exam_id, "ok", f"{r.primary.left.malignant:.4f}",
+                          f"{r.primary.right.malignant:.4f}", f"{r.duration_s:.1f}")
+    stderr.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("predict")
+    @handle_errors
+    def predict(
+        path: Path = typer.Argument(..., help="An exam folder, or a root folder of exam folders."),
+        output: Path | None = typer.Option(
+            None, "--output", "-o",
+            help="Write results here instead of stdout: a file (JSON, or JSON Lines for several "
+            "exams), or a folder (ending in /) for one <exam_id>.json per exam."),
+        csv_path: Path | None = typer.Option(
+            None, "--csv", help="Also write the primary variant as the authors' 4-column CSV."),
+        save_heatmaps: Path | None = typer.Option(
+            None, "--save-heatmaps", help="Also write heatmaps (arrays + PNG overlays) here."),
+        weights_dir: Path | None = typer.Option(
+            None, "--weights-dir", help="Folder holding the weight files under their official "
+            "names (default: the cache, downloaded on first use)."),
+        model: ModelKind = typer.Option(ModelKind.VIEW_WISE, "--model",
+                                        help="view-wise (the paper's) or image-wise."),
+        variants: str = typer.Option("image-only,image-and-heatmaps", "--variants",
+                                     help="Comma-separated: image-only, image-and-heatmaps."),
+        tta: int = typer.Option(10, "--tta", help="Test-time augmentation draws; 0 = none."),
+        seed: int = typer.Option(0, "--seed", help="Seed of both random generators."),
+        rng_stream: RngMode = typer.Option(
+            RngMode.EXAM, "--rng-stream",
+            help="exam: every exam starts from the seed; run: one stream across exams, as the "
+            "authors' scripts (to reproduce their outputs)."),
+        horizontal_flip: FlipMode = typer.Option(
+            FlipMode.AUTO, "--horizontal-flip",
+            help="auto: decide per image from the tissue side; no/yes: the authors' flag."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        pipeline_config: Path | None = typer.Option(
+            None, "--pipeline-config", help="YAML overriding pipeline sizes (advanced)."),
+        resume: bool = typer.Option(False, "--resume",
+                                    help="With -o DIR/: skip exams whose result exists."),
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="Replace existing output files."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
+    ) -> None:
+        """Predict benign and malignant probabilities per breast. Research use only."""
+        tune_allocator()
+        config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
+        chosen = parse_variants(variants)
+        exams = discover_exams(path)
+        dir_mode = output is not None and _is_dir_target(output)
+        if output is not None and not dir_mode and output.exists() and not overwrite:
+            raise ConfigError(f"{output} exists; use --overwrite to replace it")
+        if dir_mode and output is not None:
+            done = {e.exam_id for e in exams if (output / f"{e.exam_id}.json").exists()}
+            if done and not resume and not overwrite:
+                raise ConfigError(f"{output} already holds results for {len(done)} exam(s); "
+                                  "use --resume to skip them or --overwrite to redo them")
+            if resume:
+                if done:
+                    log.info("resuming: %d exam(s) already done", len(done))
+                exams = [e for e in exams if e.exam_id not in done]
+        torch_device = select_device(device)
+        log.info("device: %s", torch_device)
+        models = Models.load(model, chosen, weights_locator(weights_dir, not quiet),
+                             torch_device, config, patch_classifier=save_heatmaps is not None)
+        predictor = Predictor(models, config, flip_mode=horizontal_flip,
+                              need_heatmaps=save_heatmaps is not None)
+
+        outcomes: list[ExamOutcome] = []
+        lines: list[str] = []
+        with progress(not quiet) as bar:
+            task = bar.add_task("exams", total=len(exams)) if bar else None
+            for outcome in run_exams(exams, predictor):
+                outcomes.append(outcome)
+                if bar is not None:
+                    bar.advance(task)
+                if outcome.failure is not None:
+                    report_error(InputError(f"{outcome.exam.exam_id}: {outcome.failure.error}"
+                                            if not outcome.failure.error.startswith(
+                                                outcome.exam.exam_id) else outcome.failure.error,
+                                            outcome.failure.hint))
+                    if not dir_mode:
+                        lines.append(_result_line(outcome))
+                    continue
+                out = outcome.output
+                assert out is not None and out.result is not None
+                if save_heatmaps is not None:
+                    write_heatmaps(out, out.result.exam_id, save_heatmaps)
+                if dir_mode and output is not None:
+                    atomic_write_text(output / f"{out.result.exam_id}.json",
+                                      out.result.model_dump_json(indent=2) + "\n")
+                else:
+                    lines.append(_result_line(outcome))
+
+        results = [o.output.result for o in outcomes
+                   if o.output is not None and o.output.result is not None]
+        if not dir_mode:
+            if len(exams) == 1 and lines:
+                text = json.dumps(json.loads(lines[0]), indent=2) + "\n"
+            else:
+                text = "".join(line + "\n" for line in lines)
+            if output is not None:
+                atomic_write_text(output, text)
+            else:
+                write_stdout(text)
+        if csv_path is not None:
+            atomic_write_text(csv_path, to_csv(results))
+        if len(outcomes) > 1 and not quiet:
+            _summary(outcomes)
+        failures = [o.failure for o in outcomes if o.failure is not None]
+        if failures:
+            raise typer.Exit(max(f.exit_code for f in failures))
+
+    @app.command("heatmaps")
+    @handle_errors
+    def heatmaps(
+        path: Path = typer.Argument(..., help="An exam folder, or a root folder of exam folders."),
+        output: Path = typer.Option(..., "--output", "-o", help="Folder for the heatmaps."),
+        weights_dir: Path | None = typer.Option(None, "--weights-dir"),
+        seed: int = typer.Option(0, "--seed"),
+        rng_stream: RngMode = typer.Option(RngMode.EXAM, "--rng-stream"),
+        horizontal_flip: FlipMode = typer.Option(FlipMode.AUTO, "--horizontal-flip"),
+        device: str = typer.Option("auto", "--device"),
+        pipeline_config: Path | None = typer.Option(None, "--pipeline-config"),
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+    ) -> None:
+        """Write benign/malignant heatmaps per view: arrays, PNG overlays and a JSON index."""
+        tune_allocator()
+        config = load_pipeline_config(pipeline_config, seed=seed, rng_mode=rng_stream)
+        exams = discover_exams(path)
+        models = Models.load(ModelKind.VIEW_WISE, (), weights_locator(weights_dir, not quiet),
+                             select_device(device), config, patch_classifier=True)
+        predictor = Predictor(models, config, flip_mode=horizontal_flip, need_heatmaps=True)
+        failures = []
+        for outcome in run_exams(exams, predictor):
+            if outcome.failure is not None:
+                failures.append(outcome.failure)
+                report_error(InputError(outcome.failure.error, outcome.failure.hint))
+                continue
+            assert outcome.output is not None
+            folder = write_heatmaps(outcome.output, outcome.exam.exam_id, output)
+            if not quiet:
+                stderr.print(f"{outcome.exam.exam_id}: heatmaps written to {folder}")
+        if failures:
+            raise typer.Exit(max(f.exit_code for f in failures))

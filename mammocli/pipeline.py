@@ -1,0 +1,237 @@
+"""Orchestration: an exam on disk -> a PredictionResult. No maths here; each stage lives in its
+own module (prepare, heatmaps, classify)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .classify import (
+    ClassifierImage,
+    WindowDraw,
+    breast_means,
+    draw_windows,
+    image_wise_probabilities,
+    view_features,
+    view_wise_probabilities,
+)
+from .config import FlipMode, PipelineConfig
+from .errors import ConfigError, MissingViewError
+from .heatmaps import HeatmapEngine, Heatmaps
+from .io.exam import ExamSource
+from .io.load import read_view_image
+from .models.breast import ImageBreastModel, SplitBreastModel
+from .models.loading import load_image_wise, load_patch_classifier, load_view_wise
+from .prepare import PreparedImage, prepare_image
+from .preprocess.orientation import to_canonical
+from .randomness import ExamRandomness
+from .results import (
+    VARIANT_IMAGE_AND_HEATMAPS,
+    VARIANT_IMAGE_ONLY,
+    BreastPredictions,
+    ImageReport,
+    PredictionResult,
+    Probabilities,
+    WeightsUsed,
+)
+from .views import VIEWS, View
+
+
+class ModelKind(str, Enum):
+    VIEW_WISE = "view-wise"
+    IMAGE_WISE = "image-wise"
+
+
+VARIANTS = (VARIANT_IMAGE_ONLY, VARIANT_IMAGE_AND_HEATMAPS)
+PATCH_WEIGHTS = "sample_patch_model.p"
+BREAST_WEIGHTS = {
+    (ModelKind.VIEW_WISE, VARIANT_IMAGE_ONLY): "sample_image_model.p",
+    (ModelKind.VIEW_WISE, VARIANT_IMAGE_AND_HEATMAPS): "sample_imageheatmaps_model.p",
+    (ModelKind.IMAGE_WISE, VARIANT_IMAGE_ONLY): "ImageOnly__ModeImage_weights.p",
+    (ModelKind.IMAGE_WISE, VARIANT_IMAGE_AND_HEATMAPS): "ImageHeatmaps__ModeImage_weights.p",
+}
+CHANNELS = {VARIANT_IMAGE_ONLY: 1, VARIANT_IMAGE_AND_HEATMAPS: 3}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Models:
+    """The loaded networks of one run, on their device."""
+
+    kind: ModelKind
+    device: torch.device
+    breast: dict[str, SplitBreastModel | ImageBreastModel]
+    heatmap_engine: HeatmapEngine | None
+    weights: list[WeightsUsed] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, kind: ModelKind, variants: tuple[str, ...], locate: Callable[[str], Path],
+             device: torch.device, config: PipelineConfig, *,
+             patch_classifier: bool = False) -> Models:
+        """`locate(name)` gives the local path of an official weight file (downloading it if
+        need be). The patch classifier is loaded when a variant or the caller needs heatmaps."""
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise ConfigError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+        used = []
+        engine = None
+        if patch_classifier or VARIANT_IMAGE_AND_HEATMAPS in variants:
+            path = locate(PATCH_WEIGHTS)
+            used.append(WeightsUsed(name=PATCH_WEIGHTS, sha256=sha256_file(path)))
+            engine = HeatmapEngine(load_patch_classifier(path), device,
+                                   patch_size=config.patch_size, stride=config.patch_stride,
+                                   batch_size=config.heatmap_batch_size)
+        breast: dict[str, SplitBreastModel | ImageBreastModel] = {}
+        for variant in variants:
+            name = BREAST_WEIGHTS[(kind, variant)]
+            path = locate(name)
+            used.append(WeightsUsed(name=name, sha256=sha256_file(path)))
+            loader = load_view_wise if kind is ModelKind.VIEW_WISE else load_image_wise
+            breast[variant] = loader(path, CHANNELS[variant]).to(device)
+        return cls(kind, device, breast, engine, used)
+
+
+@dataclass(frozen=True)
+class ExamOutput:
+    """Everything computed for one exam: the result, plus arrays for optional exports."""
+
+    result: PredictionResult | None  # None when only heatmaps were asked for
+    prepared: dict[View, list[PreparedImage]]
+    heatmaps: dict[View, list[Heatmaps]]  # canonical orientation
+    draws: dict[str, list[WindowDraw]]
+
+
+class Predictor:
+    def __init__(self, models: Models, config: PipelineConfig, *,
+                 flip_mode: FlipMode = FlipMode.AUTO, need_heatmaps: bool = False) -> None:
+        self.models = models
+        self.config = config
+        self.flip_mode = flip_mode
+        self.need_heatmaps = need_heatmaps or VARIANT_IMAGE_AND_HEATMAPS in models.breast
+
+    def prepare(self, exam: ExamSource) -> dict[View, list[PreparedImage]]:
+        missing = exam.missing_views
+        if missing:
+            raise MissingViewError(
+                f"{exam.exam_id}: missing view(s) {', '.join(v.value for v in missing)}",
+                hint="each exam needs L-CC, R-CC, L-MLO and R-MLO; name files like L_CC.png "
+                "or list them in exam.yaml",
+            )
+        flip = exam.horizontal_flip or self.flip_mode
+        return {
+            view: [prepare_image(read_view_image(src), flip, self.config)
+                   for src in exam.images[view]]
+            for view in VIEWS
+        }
+
+    def compute_heatmaps(self, prepared: Mapping[View, list[PreparedImage]],
+                         rng: ExamRandomness) -> dict[View, list[Heatmaps]]:
+        engine = self.models.heatmap_engine
+        if engine is None:
+            raise ConfigError("heatmaps need the patch classifier (image_and_heatmaps variant)")
+        return {view: [engine.heatmaps(img.pixels, rng.strides) for img in prepared[view]]
+                for view in VIEWS if view in prepared}
+
+    def classify(self, variant: str, prepared: Mapping[View, list[PreparedImage]],
+                 heatmaps: Mapping[View, list[Heatmaps]] | None, rng: ExamRandomness,
+                 ) -> tuple[dict[str, float], dict[View, tuple[float, float]] | None,
+                            list[WindowDraw]]:
+        model = self.models.breast[variant]
+        use_heatmaps = CHANNELS[variant] == 3
+        images = {
+            view: [
+                ClassifierImage(
+                    img.pixels, img.best_center,
+                    (heatmaps[view][i].benign, heatmaps[view][i].malignant)
+                    if use_heatmaps and heatmaps is not None else None,
+                )
+                for i, img in enumerate(prepared[view])
+            ]
+            for view in prepared
+        }
+        augment = self.config.tta > 0
+        draws = draw_windows(images, self.config, rng.tta(variant), augment=augment,
+                             epochs=max(self.config.tta, 1))
+        features = view_features(model, images, draws, self.config, self.models.device)
+        if isinstance(model, SplitBreastModel):
+            return view_wise_probabilities(model, features), None, draws
+        per_view = image_wise_probabilities(model, features)
+        return breast_means(per_view), per_view, draws
+
+    def run(self, exam: ExamSource, rng: ExamRandomness,
+            prepared: dict[View, list[PreparedImage]] | None = None) -> ExamOutput:
+        """Run one exam; `prepared` is stages 1-2, when a caller already did them (e.g. while
+        the previous exam was computing)."""
+        started = time.perf_counter()
+        if prepared is None:
+            prepared = self.prepare(exam)
+        heatmaps = self.compute_heatmaps(prepared, rng) if self.need_heatmaps else {}
+        predictions: dict[str, BreastPredictions] = {}
+        per_view_all: dict[str, dict[View, tuple[float, float]]] = {}
+        draws: dict[str, list[WindowDraw]] = {}
+        for variant in self.models.breast:
+            labels, per_view, draws[variant] = self.classify(variant, prepared, heatmaps, rng)
+            predictions[variant] = BreastPredictions.from_labels(labels)
+            if per_view is not None:
+                per_view_all[variant] = per_view
+        warnings = list(exam.warnings)
+        views: dict[str, list[ImageReport]] = {}
+        for view in VIEWS:
+            reports = []
+            for img in prepared[view]:
+                warnings.extend(img.warnings)
+                view_preds = {
+                    variant: Probabilities(benign=pv[view][0], malignant=pv[view][1])
+                    for variant, pv in per_view_all.items()
+                } or None
+                reports.append(ImageReport(
+                    source=img.source.relative,
+                    crop_window=img.crop.window_location,
+                    flipped=img.orientation.needs_flip,
+                    orientation_from=img.orientation.decided_by,
+                    best_center=img.best_center,
+                    distance_from_starting_side=img.crop.distance_from_starting_side,
+                    predictions=view_preds,
+                ))
+            views[view.value] = reports
+        primary = (VARIANT_IMAGE_AND_HEATMAPS if VARIANT_IMAGE_AND_HEATMAPS in predictions
+                   else VARIANT_IMAGE_ONLY)
+        if not predictions:  # heatmaps only: no breast-level result
+            return ExamOutput(None, prepared, heatmaps, draws)
+        result = PredictionResult(
+            exam_id=exam.exam_id,
+            model=self.models.kind.value,
+            views=views,
+            predictions=predictions,
+            primary_variant=primary,
+            device=str(self.models.device),
+            seed=rng.seed,
+            rng_mode=self.config.rng_mode.value,
+            tta=self.config.tta,
+            duration_s=round(time.perf_counter() - started, 3),
+            weights=self.models.weights,
+            mammocli_version=__version__,
+            warnings=warnings,
+            skipped_files=[{"file": s.relative, "reason": s.reason} for s in exam.skipped],
+        )
+        return ExamOutput(result, prepared, heatmaps, draws)
+
+
+def stored_orientation(heatmap: np.ndarray, image: PreparedImage) -> np.ndarray:
+    """Map a canonical heatmap back onto the stored (unflipped) cropped image."""
+    return np.ascontiguousarray(to_canonical(heatmap, image.orientation))

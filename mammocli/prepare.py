@@ -1,0 +1,44 @@
+"""Stages 1-2 for one image: orientation, crop, canonical orientation, best centre."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import FlipMode, PipelineConfig
+from .io.exam import ImageSource, ViewImage
+from .preprocess.centers import best_center
+from .preprocess.crop import CropResult, crop_mammogram
+from .preprocess.orientation import Orientation, decide_orientation, to_canonical
+from .views import View
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    view: View
+    source: ImageSource
+    orientation: Orientation
+    crop: CropResult
+    pixels: np.ndarray  # cropped, canonical orientation, uint16, C-contiguous
+    best_center: tuple[int, int]
+    warnings: tuple[str, ...] = ()
+
+
+def prepare_image(image: ViewImage, flip_mode: FlipMode, config: PipelineConfig,
+                  ) -> PreparedImage:
+    source = image.source
+    orientation = decide_orientation(image.pixels, source.view, flip_mode, source.facing)
+    crop = crop_mammogram(image.pixels, orientation.facing.value,  # type: ignore[arg-type]
+                          iterations=config.crop_iterations, buffer=config.crop_buffer,
+                          where=source.relative)
+    pixels = np.ascontiguousarray(to_canonical(crop.apply(image.pixels), orientation))
+    center = best_center(pixels, source.view.angle, crop.rightmost_points,
+                         crop.bottommost_points, config.window(source.view.angle))
+    warnings = list(image.warnings)
+    if crop.distance_from_starting_side > 0:
+        warnings.append(
+            f"{source.relative}: the breast does not touch the chest-wall edge "
+            f"({crop.distance_from_starting_side} px gap); check the orientation"
+        )
+    return PreparedImage(source.view, source, orientation, crop, pixels, center, tuple(warnings))
