@@ -22,7 +22,7 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
-    JPEGLosslessP14,
+    JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
@@ -36,7 +36,7 @@ from .exam import ImageSource, ViewImage
 
 # The package that provides a decoder for each compressed transfer syntax (no GPL decoders).
 _DECODER_PACKAGES: dict[str, str] = {
-    JPEGLosslessP14: "python-gdcm",
+    JPEGLossless: "python-gdcm",
     JPEGLosslessSV1: "python-gdcm",
     JPEGLSLossless: "python-gdcm",
     JPEGLSNearLossless: "python-gdcm",
