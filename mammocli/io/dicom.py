@@ -104,10 +104,17 @@ def _decode(source: ImageSource, syntax: UID) -> np.ndarray:
             # e.g. "J2K precision differs from BitsStored": the shape/range checks decide.
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(BytesIO(source.path.read_bytes()))
+            if "PixelData" not in ds:
+                # The header scan saw the element: an encapsulated stream that ends early.
+                raise InputError(
+                    f"{where}: pixel data truncated (the compressed image ends early)",
+                    hint="export the image again from the archive")
             return np.asarray(ds.pixel_array)
+    except InputError:
+        raise
     except (ValueError, RuntimeError, AttributeError, KeyError, TypeError, OSError, EOFError,
             NotImplementedError, MemoryError) as exc:
-        detail = str(exc).replace(str(source.path), where).splitlines()[0][:200]
+        detail = " ".join(str(exc).replace(str(source.path), where).split())[:300]
         raise InputError(
             f"{where}: cannot decode the pixel data ({syntax.name}): {detail}",
             hint="the file may be truncated or corrupt; export the image again from the archive",

@@ -158,6 +158,9 @@ def header_problem(ds: Dataset, element: PixelElement, max_pixels: int) -> str |
     if rows * cols * frames > max_pixels:
         return (f"declared image size {rows} x {cols} x {frames} frame(s) exceeds the limit of "
                 f"{max_pixels / 1e6:g} Mpixel; the header is corrupt or not a mammogram")
+    if frames > 1:
+        return (f"multi-frame image ({frames} frames: tomosynthesis or a projection set); a "
+                "screening view is one 2D image")
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     if samples != 1 or photometric not in {"MONOCHROME1", "MONOCHROME2"}:
         return f"{photometric} image with {samples} sample(s) per pixel; mammograms are greyscale"

@@ -243,21 +243,31 @@ def discover_dicom_exams(
             stray.append((f, exc.message.removeprefix(f"{rel}: ")))
             continue
         if not header.study_uid:
-            reason = header.kind_reason if header.kind is None else (
-                "no StudyInstanceUID in the header; the file may be truncated")
+            reason = ("DICOMDIR index (not an image)" if f.name.upper() == "DICOMDIR" else
+                      header.problem or header.kind_reason if header.kind is None else
+                      "no StudyInstanceUID in the header; the file may be truncated")
             stray.append((f, reason))
             continue
         studies.setdefault(header.study_uid, []).append(header)
 
-    folders = {uid: Path(os.path.commonpath([h.path.parent for h in hs]))
-               for uid, hs in studies.items()}
+    common = {uid: Path(os.path.commonpath([h.path.parent for h in hs]))
+              for uid, hs in studies.items()}
+    folders: dict[str, Path] = {}
     ids: dict[str, str] = {}
-    for uid, folder in folders.items():
-        alone = not any(other != uid and (folder == f or folder in f.parents)
-                        for other, f in folders.items())
-        if alone:
-            ids[uid] = folder.name or "exam"
+    for uid, folder in common.items():
+        def exclusive(candidate: Path, uid: str = uid) -> bool:
+            return not any(other != uid and (candidate == f or candidate in f.parents)
+                           for other, f in common.items())
+
+        if exclusive(folder):
+            # The study's folder: the highest folder (up to the root) holding only this study.
+            # The root itself names the exam only when it holds nothing else.
+            while folder != root and exclusive(folder.parent) and (
+                    folder.parent != root or (len(common) == 1 and not exclude)):
+                folder = folder.parent
+            folders[uid], ids[uid] = folder, folder.name or "exam"
         else:
+            folders[uid] = folder
             ids[uid] = uid if options.include_uids else _short_id(uid)
     names = [ids[u] for u in folders]
     for uid in folders:  # two study folders of the same name in different places
