@@ -41,7 +41,7 @@ def test_folder_of_dicoms_any_names_nested(tmp_path: Path) -> None:
     assert exam.exam_id == "exam1" and exam.missing_views == [] and exam.skipped == ()
     assert exam.folder == exam_dir
     source = exam.images[View.L_CC][0]
-    assert (source.kind, source.relative, source.facing) == ("dicom", "series1/ILCC", Side.RIGHT)
+    assert (source.kind, source.relative, source.facing) == ("dicom", "series1/IMLCC", Side.RIGHT)
     assert exam.images[View.R_MLO][0].facing is Side.LEFT
     assert read_view_image(source).pixels.dtype == np.uint16
 

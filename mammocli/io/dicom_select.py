@@ -138,8 +138,9 @@ def select_images(headers: Sequence[DicomHeader], options: DicomOptions,
                         "acquisition)"))
             candidates = [keep]
         for c in candidates:
-            if c.header.kind is not Kind.STANDARD:
-                notes.append(f"{c.header.relative}: {view} uses a {c.header.kind.value} "
+            kind = c.header.kind
+            if kind is not None and kind is not Kind.STANDARD:
+                notes.append(f"{c.header.relative}: {view} uses a {kind.value} "
                              "(not what the model was trained on)")
             elif Modifier.IMPLANT_DISPLACED in c.header.view.modifiers:
                 notes.append(f"{c.header.relative}: {view} uses an implant-displaced view")
