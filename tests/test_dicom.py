@@ -230,3 +230,11 @@ def test_multiframe_is_refused(tmp_path: Path) -> None:
     # A header that hides the second frame is caught after decoding by the shape check.
     del ds.NumberOfFrames
     expect_error(save_mg(ds, tmp_path / "mf1.dcm"), "BitsAllocated or the size")
+
+
+def test_rescale_slope_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    ds, display = make_mg("L", "CC")
+    ds.RescaleSlope = 2
+    image = read_dicom(source(save_mg(ds, tmp_path / "slope.dcm")))
+    np.testing.assert_array_equal(image.pixels, sixteen(display, 12))
+    assert any("rescale" in w for w in image.warnings)

@@ -78,6 +78,11 @@ def test_series_description_and_file_name_fallbacks() -> None:
     info = resolve_view(ds, "Mass-Test_P_00173_LEFT_CC.dcm")
     assert (info.side, info.angle, info.view_source) == (Side.LEFT, Angle.CC,
                                                          ViewSource.FILE_NAME)
+    ds, _ = make_mg("R", None, laterality_tag="series", orientation=False)
+    ds.PatientID = "Mass-Test_P_00173_RIGHT_MLO"  # CBIS-DDSM
+    info = resolve_view(ds, "1-1.dcm")
+    assert (info.side, info.angle, info.view_source) == (Side.RIGHT, Angle.MLO,
+                                                         ViewSource.PATIENT_ID)
     ds, _ = make_mg(None, None, orientation=False)
     assert resolve_view(ds, "IM0004").base is None
 

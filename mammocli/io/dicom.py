@@ -133,6 +133,10 @@ def to_sixteen_bit(stored: np.ndarray, ds: Dataset,
         bits = max(observed.bit_length(), bits)
         notes.append(f"pixel values exceed BitsStored {int(ds.BitsStored)}; treated as {bits}-bit")
     maxv = 2**bits - 1
+    slope, intercept = ds.get("RescaleSlope", 1), ds.get("RescaleIntercept", 0)
+    if "ModalityLUTSequence" in ds or float(slope or 1) != 1 or float(intercept or 0) != 0:
+        # Non-conformant for MG; the authors used stored values, so we do too.
+        notes.append("modality LUT / rescale slope or intercept ignored (stored values used)")
     padding = _padding_mask(values, ds)
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     inverse = photometric == "MONOCHROME1"

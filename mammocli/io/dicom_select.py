@@ -112,8 +112,8 @@ def select_images(headers: Sequence[DicomHeader], options: DicomOptions,
         if reason is not None or view is None:
             skipped.append(SkippedFile(h.relative, reason or "not usable"))
             continue
-        if h.path.resolve() not in mapped and h.view.view_source in {ViewSource.TEXT,
-                                                                     ViewSource.FILE_NAME}:
+        if h.path.resolve() not in mapped and h.view.view_source in {
+                ViewSource.TEXT, ViewSource.PATIENT_ID, ViewSource.FILE_NAME}:
             notes.append(f"{h.relative}: view {view} taken from the {h.view.view_source.value} "
                          "(the header has no view tags); check it or use --views-csv")
         by_view[view].append(_Candidate(h, view))

@@ -66,6 +66,7 @@ class ViewSource(str, Enum):
     POSITION = "ViewPosition"
     MEANING = "CodeMeaning"
     TEXT = "SeriesDescription/ProtocolName"
+    PATIENT_ID = "PatientID"  # some public sets (CBIS-DDSM) keep the view only there
     FILE_NAME = "file name"
     MAPPING = "views CSV"
 
@@ -191,8 +192,8 @@ def _view_from_text(text: str) -> tuple[Side | None, str | None]:
 def resolve_view(ds: Dataset, file_name: str) -> ViewInfo:
     """Laterality and view with the fallbacks of issue 5 (most reliable source first).
 
-    Free text (SeriesDescription, ProtocolName, the file name) is used only when the header has no
-    view tags; the caller warns in that case (ViewInfo.view_source tells).
+    Free text (SeriesDescription, ProtocolName, PatientID, the file name) is used only when the
+    header has no view tags; the caller warns in that case (ViewInfo.view_source tells).
     """
     side, _ = resolve_laterality(ds)
     modifiers = set(view_modifiers(ds))
@@ -206,6 +207,7 @@ def resolve_view(ds: Dataset, file_name: str) -> ViewInfo:
         for text, text_source in (
             (_text(ds, "SeriesDescription"), ViewSource.TEXT),
             (_text(ds, "ProtocolName"), ViewSource.TEXT),
+            (_text(ds, "PatientID"), ViewSource.PATIENT_ID),  # parsed, never shown
             (file_name, ViewSource.FILE_NAME),
         ):
             text_side, text_base = _view_from_text(text)
