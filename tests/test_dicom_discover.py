@@ -230,3 +230,26 @@ def test_png_exams_unchanged(tmp_path: Path) -> None:
     exams = discover_exams(tmp_path)
     assert [(e.exam_id, e.images[View.L_CC][0].kind) for e in exams] == [
         ("dicom_exam", "dicom"), ("png_exam", "png")]
+
+
+def test_study_nested_inside_another_studys_folder(tmp_path: Path) -> None:
+    uid_a, uid_b = generate_uid(), generate_uid()
+    write_exam(tmp_path / "x", study_uid=uid_a)
+    write_exam(tmp_path / "x" / "y", study_uid=uid_b, names="b_{lat}_{view}.dcm")
+    exams = discover_exams(tmp_path)
+    assert len(exams) == 2 and all(e.missing_views == [] for e in exams)
+    by_folder = {e.folder.relative_to(tmp_path).as_posix(): e for e in exams}
+    # x holds both studies: study A may not claim it by name; y holds only study B.
+    assert set(by_folder) == {"x", "x/y"}
+    assert by_folder["x"].exam_id.startswith("study-") and by_folder["x/y"].exam_id == "y"
+    assert [s.relative for s in by_folder["x/y"].images[View.L_CC]] == ["b_L_CC.dcm"]
+
+
+def test_same_folder_names_in_different_places_get_distinct_ids(tmp_path: Path) -> None:
+    write_exam(tmp_path / "p1" / "study")
+    write_exam(tmp_path / "p2" / "study")
+    ids = [e.exam_id for e in discover_exams(tmp_path)]
+    assert ids == ["p1", "p2"]
+    write_exam(tmp_path / "p2" / "other")
+    ids = [e.exam_id for e in discover_exams(tmp_path)]
+    assert ids[0] == "p1" and "other" in ids and len(set(ids)) == 3

@@ -250,22 +250,26 @@ def discover_dicom_exams(
             continue
         studies.setdefault(header.study_uid, []).append(header)
 
-    common = {uid: Path(os.path.commonpath([h.path.parent for h in hs]))
-              for uid, hs in studies.items()}
+    # Which studies have files under each folder (up to the root): decides the exam folders.
+    owners: dict[Path, set[str]] = {}
+    for uid, hs in studies.items():
+        for h in hs:
+            for folder in (h.path.parent, *h.path.parent.parents):
+                owners.setdefault(folder, set()).add(uid)
+                if folder == root:
+                    break
     folders: dict[str, Path] = {}
     ids: dict[str, str] = {}
-    for uid, folder in common.items():
-        def exclusive(candidate: Path, uid: str = uid) -> bool:
-            return not any(other != uid and (candidate == f or candidate in f.parents)
-                           for other, f in common.items())
-
-        if exclusive(folder):
+    for uid, hs in studies.items():
+        folder = Path(os.path.commonpath([h.path.parent for h in hs]))
+        if owners[folder] == {uid}:
             # The study's folder: the highest folder (up to the root) holding only this study.
             # The root itself names the exam only when it holds nothing else.
-            while folder != root and exclusive(folder.parent) and (
-                    folder.parent != root or (len(common) == 1 and not exclude)):
+            while folder != root and owners[folder.parent] == {uid} and (
+                    folder.parent != root or (len(studies) == 1 and not exclude)):
                 folder = folder.parent
-            folders[uid], ids[uid] = folder, folder.name or "exam"
+            folders[uid] = folder
+            ids[uid] = folder.name or folder.resolve().name or "exam"
         else:
             folders[uid] = folder
             ids[uid] = uid if options.include_uids else _short_id(uid)
