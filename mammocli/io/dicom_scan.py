@@ -1,0 +1,226 @@
+"""Header-only reading of DICOM files: detection by content, validation, one record per file.
+
+Reading stops before the pixel data (`stop_before_pixels=True`), so scanning an archive costs a
+few kilobytes per file. The pixel element is still located, so a missing or truncated PixelData is
+reported here, before any decoding.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from ..errors import InputError
+from ..views import Side
+from .dicom_tags import Kind, ViewInfo, facing_from_orientation, image_kind, resolve_view
+
+_PREAMBLE = 128
+_MAGIC = b"DICM"
+_PIXEL_TAG = 0x7FE00010
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True when the file carries the DICOM Part 10 signature: 128-byte preamble + 'DICM'."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_PREAMBLE)
+            return f.read(4) == _MAGIC
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class PixelElement:
+    """Where PixelData sits, as far as can be told without reading it."""
+
+    present: bool
+    length: int | None  # None: encapsulated (undefined length) or not checkable (deflated)
+    available: int | None  # bytes left in the file for the value
+
+
+@dataclass(frozen=True)
+class DicomUids:
+    """Identifiers, for `--include-uids` only: never put these in logs or default outputs."""
+
+    study: str
+    series: str
+    sop_instance: str
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    """What discovery needs to know about one DICOM file. Holds no patient identifiers except
+    the UIDs used for grouping, which callers must not print."""
+
+    path: Path
+    relative: str
+    study_uid: str
+    kind: Kind | None
+    kind_reason: str
+    view: ViewInfo
+    facing: Side | None
+    problem: str | None  # set: the file cannot be decoded (reason)
+    implant_present: bool
+    partial_view: bool
+    original: bool
+    acquired: str  # sort key only (date+time digits); never shown
+    instance_number: int
+    pixels: int  # Rows x Columns
+
+
+def read_header(path: Path, relative: str) -> tuple[Dataset, PixelElement]:
+    """Parse a file's header only. InputError when it is not a readable DICOM file."""
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            # pydicom warns about odd values in partial/odd files; we judge the result ourselves.
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            element = _pixel_element(f, ds)
+    except InvalidDicomError as exc:
+        raise InputError(
+            f"{relative}: not a DICOM file (no 'DICM' marker after the 128-byte preamble)",
+            hint="remove the file from the exam folder or export it again as DICOM Part 10",
+        ) from exc
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, struct.error,
+            RecursionError, NotImplementedError) as exc:
+        raise InputError(
+            f"{relative}: cannot read the DICOM header ({type(exc).__name__}); the file may be "
+            "truncated or corrupt",
+            hint="export the image again from the archive",
+        ) from exc
+    return ds, element
+
+
+def _pixel_element(f: BinaryIO, ds: Dataset) -> PixelElement:
+    meta = getattr(ds, "file_meta", None)
+    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+    if syntax == DeflatedExplicitVRLittleEndian:
+        # The dataset was parsed from an inflated copy: positions in `f` mean nothing.
+        return PixelElement(present=True, length=None, available=None)
+    # stop_before_pixels leaves the file at the start of the PixelData element when present.
+    start = f.tell()
+    head = f.read(12)
+    f.seek(0, 2)
+    size = f.tell()
+    if len(head) < 8:
+        return PixelElement(present=False, length=None, available=None)
+    little = not syntax.is_valid or syntax.is_little_endian
+    endian = "<" if little else ">"
+    group, elem = struct.unpack(endian + "HH", head[:4])
+    if (group << 16 | elem) != _PIXEL_TAG:
+        return PixelElement(present=False, length=None, available=None)
+    implicit = syntax.is_valid and syntax.is_implicit_VR
+    if implicit:
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        header_len = 8
+    else:
+        if len(head) < 12:
+            return PixelElement(present=True, length=0, available=0)
+        (length,) = struct.unpack(endian + "I", head[8:12])
+        header_len = 12
+    if length == _UNDEFINED_LENGTH:
+        return PixelElement(present=True, length=None, available=None)
+    return PixelElement(present=True, length=length, available=size - start - header_len)
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def header_problem(ds: Dataset, element: PixelElement, max_pixels: int) -> str | None:
+    """Why the pixels of this header cannot be decoded safely, or None.
+
+    Checked before any decoding: a corrupt header must not make a decoder allocate gigabytes.
+    """
+    required = ("Rows", "Columns", "BitsAllocated", "BitsStored", "PhotometricInterpretation")
+    missing = [k for k in required if k not in ds or ds.get(k) in (None, "")]
+    if missing:
+        return (f"incomplete DICOM header (no {', '.join(missing)}); the file may be truncated")
+    rows, cols = _int(ds, "Rows") or 0, _int(ds, "Columns") or 0
+    frames = _int(ds, "NumberOfFrames") or 1
+    samples = _int(ds, "SamplesPerPixel") or 1
+    allocated, stored = _int(ds, "BitsAllocated") or 0, _int(ds, "BitsStored") or 0
+    if rows <= 0 or cols <= 0:
+        return f"invalid image size {rows} x {cols}"
+    if rows * cols * frames > max_pixels:
+        return (f"declared image size {rows} x {cols} x {frames} frame(s) exceeds the limit of "
+                f"{max_pixels / 1e6:g} Mpixel; the header is corrupt or not a mammogram")
+    if frames > 1:
+        return (f"multi-frame image ({frames} frames: tomosynthesis or a projection set); a "
+                "screening view is one 2D image")
+    photometric = str(ds.PhotometricInterpretation).strip().upper()
+    if samples != 1 or photometric not in {"MONOCHROME1", "MONOCHROME2"}:
+        return f"{photometric} image with {samples} sample(s) per pixel; mammograms are greyscale"
+    if allocated not in {8, 16}:
+        return f"BitsAllocated {allocated} is not supported (8 or 16)"
+    if not 1 <= stored <= allocated:
+        return f"BitsStored {stored} does not fit BitsAllocated {allocated}"
+    if (_int(ds, "PixelRepresentation") or 0) != 0:
+        return "signed pixel data; mammograms are stored unsigned"
+    if not element.present:
+        return "no PixelData element (no image in the file)"
+    if element.length is not None and element.available is not None:
+        if element.available < element.length:
+            return (f"pixel data truncated ({element.available} of {element.length} bytes "
+                    "present)")
+        syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+        if not syntax.is_valid or not syntax.is_compressed:
+            expected = rows * cols * frames * samples * allocated // 8
+            if element.length not in (expected, expected + 1):  # +1: even-length padding
+                return (f"PixelData holds {element.length} bytes but the header declares "
+                        f"{rows} x {cols} x {frames} frame(s) at BitsAllocated {allocated} = "
+                        f"{expected} bytes; BitsAllocated or the size is inconsistent with "
+                        "the data")
+    return None
+
+
+def scan_header(path: Path, relative: str, max_pixels: int) -> tuple[DicomHeader, Dataset]:
+    """One record per file for discovery. InputError: not a readable DICOM file at all."""
+    ds, element = read_header(path, relative)
+    study_uid = str(ds.get("StudyInstanceUID", "")).strip()
+    kind, kind_reason = image_kind(ds)
+    problem = header_problem(ds, element, max_pixels)
+    acquired = (str(ds.get("AcquisitionDateTime", "")) or
+                str(ds.get("AcquisitionDate", "")) + str(ds.get("AcquisitionTime", "")) or
+                str(ds.get("ContentDate", "")) + str(ds.get("ContentTime", "")))
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    header = DicomHeader(
+        path=path,
+        relative=relative,
+        study_uid=study_uid,
+        kind=kind,
+        kind_reason=kind_reason,
+        view=resolve_view(ds, Path(relative).name),
+        facing=facing_from_orientation(ds),
+        problem=problem,
+        implant_present=str(ds.get("BreastImplantPresent", "")).upper() == "YES",
+        partial_view=str(ds.get("PartialView", "")).upper() == "YES",
+        original=bool(image_type) and image_type[0] == "ORIGINAL",
+        acquired="".join(c for c in acquired if c.isdigit() or c == "."),
+        instance_number=_int(ds, "InstanceNumber") or 0,
+        pixels=(_int(ds, "Rows") or 0) * (_int(ds, "Columns") or 0),
+    )
+    return header, ds
+
+
+def dicom_uids(path: Path, relative: str) -> DicomUids:
+    """Study/Series/SOP Instance UIDs of a file, for results under `--include-uids` only."""
+    ds, _ = read_header(path, relative)
+    return DicomUids(
+        study=str(ds.get("StudyInstanceUID", "")),
+        series=str(ds.get("SeriesInstanceUID", "")),
+        sop_instance=str(ds.get("SOPInstanceUID", "")),
+    )
