@@ -33,8 +33,12 @@ def _root(
 def _register() -> None:
     # One line per command module; each module exposes `register(app)`.
     from . import info
+    from . import sample as sample_cmd
+    from . import weights as weights_cmd
 
     info.register(app)
+    weights_cmd.register(app)
+    sample_cmd.register(app)
 
 
 _register()
