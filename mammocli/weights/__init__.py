@@ -22,6 +22,7 @@ from .registry import (
     VIEW_IMAGEHEATMAPS,
     Entry,
     Registry,
+    builtin_registry,
     git_blob_sha1,
     load_registry,
     sha256_file,
@@ -29,7 +30,8 @@ from .registry import (
 
 __all__ = [
     "IMAGE_IMAGE", "IMAGE_IMAGEHEATMAPS", "PATCH", "VIEW_IMAGE", "VIEW_IMAGEHEATMAPS",
-    "Entry", "Registry", "RetryPolicy", "download_samples", "fetch_entry", "git_blob_sha1",
+    "Entry", "Registry", "RetryPolicy", "builtin_registry", "download_samples", "fetch_entry",
+    "git_blob_sha1",
     "load_registry", "resolve_weights", "sha256_file", "samples_cache_dir", "weights_cache_dir",
     "weights_used",
 ]

@@ -111,7 +111,7 @@ class GitBlobDownloader:
                              "another machine and run `mammocli weights import FILE`",
                     ) from None
                 wait = min(self.retry.backoff * 2**attempt, _MAX_WAIT)
-                log.info("download of %s failed (%s); retrying in %.1f s", self.entry.name, exc,
+                log.info("download of %s failed (%s); retrying in %.2f s", self.entry.name, exc,
                          wait)
                 time.sleep(wait)
 
@@ -198,9 +198,9 @@ def fetch_entry(entry: Entry, target: Path, *, registry: Registry,
     with FileLock(str(target.parent / f".{target.name}.lock")):
         if _verified(entry, target, settings):  # another process fetched it while we waited
             return target
-        log.info("downloading %s from %s\n  licence: %s (the authors' repository, %s); "
-                 "see weights/README.md", entry.name, url, entry.licence,
-                 registry.repository or "see the registry")
+        origin = f" (from {registry.repository})" if registry.repository else ""
+        log.info("downloading %s from %s\n  licence: %s%s; see weights/README.md", entry.name,
+                 url, entry.licence, origin)
         store = pooch.create(path=target.parent, base_url=registry.base_url,
                              registry={target.name: None}, urls={target.name: url},
                              retry_if_failed=0)  # retries happen inside our downloader
