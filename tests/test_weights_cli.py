@@ -114,3 +114,23 @@ def test_installed_entry_point_runs(mirror: Mirror) -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(cache_dir() / PATCH)
+
+
+def test_import_of_a_sample_image_goes_to_its_exam_folder(tmp_path: Path,
+                                                          mirror: Mirror) -> None:
+    name, data = next(iter(mirror.samples.items()))
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(data)
+    result = runner.invoke(app, ["weights", "import", str(copy)])
+    assert result.exit_code == 0, result.stderr
+    target = cache_dir().parent / "samples" / f"exam_{name[0]}" / name
+    assert target.read_bytes() == data
+
+
+def test_verify_one_user_weights_by_name(tmp_path: Path, mirror: Mirror) -> None:
+    mine = tmp_path / "w.pt"
+    mine.write_bytes(b"x")
+    assert runner.invoke(app, ["weights", "register", "mine", str(mine)]).exit_code == 0
+    result = runner.invoke(app, ["weights", "verify", "mine"])
+    assert result.exit_code == 0, result.stderr
+    assert [r["name"] for r in json.loads(result.stdout)] == ["mine"]

@@ -200,3 +200,29 @@ def test_info_reports_weights_without_downloading(mirror: Mirror) -> None:
     assert status[PATCH]["cached"] is True and status[PATCH]["verified"] is True
     assert status["sample_image_model.p"]["cached"] is False
     assert len(mirror.server.log) == 0
+
+
+def test_interrupted_download_leaves_nothing(mirror: Mirror,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from mammocli.weights import fetch
+
+    def interrupted(url: str, tmp: Path, *args: object) -> None:
+        tmp.write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fetch, "_stream", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        resolve_weights("patch", progress=False)
+    assert not (cache_dir() / PATCH).exists() and leftovers(cache_dir()) == []
+
+
+def test_file_url_mirror_on_a_shared_drive(tmp_path: Path, mirror: Mirror,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    share = tmp_path / "share"
+    (share / "models").mkdir(parents=True)
+    (share / "models" / PATCH).write_bytes(mirror.files[PATCH])
+    monkeypatch.setenv("MAMMOCLI_WEIGHTS_URL", share.as_uri() + "/")
+    assert resolve_weights("patch", progress=False).read_bytes() == mirror.files[PATCH]
+    with pytest.raises(DownloadError, match="does not exist"):
+        resolve_weights("view-image", progress=False)
+    assert len(mirror.server.log) == 0

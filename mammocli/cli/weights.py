@@ -102,24 +102,27 @@ def verify(
 ) -> None:
     """Re-hash the cached files and registered user weights; exit 4 if any fails."""
     registry = load_registry()
-    rows = [store.status(e) for e in _select(registry, names)]
+    users = store.user_weights()
+    official = [n for n in names or [] if n not in users]
+    rows = [store.status(e) for e in _select(registry, official)] if official or not names else []
     bad = [r.name for r in rows if r.verified is False]
     report: list[dict[str, object]] = [store.as_dict(r) for r in rows]
     for r in rows:
         state = "not cached" if not r.cached else "ok" if r.verified else "FAILED"
         stderr.print(f"{state:10} {r.name}", highlight=False)
-    if not names:
-        for user in store.user_weights().values():
-            try:
-                store.verify_user_weights(user)
-                ok = True
-            except WeightsError as exc:
-                stderr.print(str(exc), highlight=False, markup=False)
-                ok = False
-            report.append({**store.as_dict(user), "verified": ok})
-            stderr.print(f"{'ok' if ok else 'FAILED':10} {user.name} (user)", highlight=False)
-            if not ok:
-                bad.append(user.name)
+    for user in users.values():
+        if names and user.name not in names:
+            continue
+        try:
+            store.verify_user_weights(user)
+            ok = True
+        except WeightsError as exc:
+            stderr.print(str(exc), highlight=False, markup=False)
+            ok = False
+        report.append({**store.as_dict(user), "verified": ok})
+        stderr.print(f"{'ok' if ok else 'FAILED':10} {user.name} (user)", highlight=False)
+        if not ok:
+            bad.append(user.name)
     _json(report)
     if bad:
         raise WeightsError(f"verification failed: {', '.join(bad)}",

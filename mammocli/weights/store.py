@@ -70,22 +70,25 @@ def _atomic_copy(source: Path, target: Path) -> None:
 
 def import_file(source: Path, registry: Registry, *,
                 settings: Settings | None = None) -> tuple[Entry, Path]:
-    """Copy a weights file obtained elsewhere into the cache, if its bytes are an official file.
-
-    Matched by git blob SHA-1, so a renamed file is still recognised.
-    """
+    """Copy a file obtained elsewhere into the cache, if its bytes are an official file (weights
+    or a sample image). Matched by git blob SHA-1, so a renamed file is still recognised."""
     if not source.is_file():
         raise WeightsError(f"{source} does not exist or is not a file")
     got = git_blob_sha1(source)
     match = next((e for e in registry.weights if e.git_sha1 == got), None)
-    if match is None:
-        raise WeightsError(
-            f"{source} is not one of the official weight files (its git blob SHA-1 {got} "
-            f"matches no entry of registry {registry.source})",
-            hint="to use weights you trained, run `mammocli weights register NAME PATH` or "
-                 "pass --weights-dir",
-        )
-    target = _cache(settings) / match.name
+    if match is not None:
+        target = _cache(settings) / match.name
+    else:
+        match = next((e for e in registry.samples if e.git_sha1 == got), None)
+        if match is None:
+            raise WeightsError(
+                f"{source} is not one of the official weight files (its git blob SHA-1 {got} "
+                f"matches no entry of registry {registry.source})",
+                hint="to use weights you trained, run `mammocli weights register NAME PATH` or "
+                     "pass --weights-dir",
+            )
+        samples = (settings or load_settings()).cache_dir / "samples"
+        target = (samples / match.exam if match.exam else samples) / match.name
     _atomic_copy(source, target)
     # Re-check the copy: the source could have changed while we read it.
     if git_blob_sha1(target) != match.git_sha1:
