@@ -193,7 +193,11 @@ def fetch_entry(entry: Entry, target: Path, *, registry: Registry,
             hint=f"copy {entry.name} from a machine that has it (`mammocli weights path` there) "
                  f"and run `mammocli weights import FILE`, or unset MAMMOCLI_OFFLINE",
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"cannot create the cache folder {target.parent}: {exc.strerror}",
+                           hint="set MAMMOCLI_CACHE_DIR to a writable folder") from exc
     url = registry.url(entry, settings.weights_url)
     with FileLock(str(target.parent / f".{target.name}.lock")):
         if _verified(entry, target, settings):  # another process fetched it while we waited
