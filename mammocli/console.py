@@ -10,10 +10,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 
 stderr = Console(stderr=True)
@@ -39,6 +42,22 @@ def progress(enabled: bool = True) -> Any:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    )
+
+
+def download_progress(enabled: bool = True) -> Progress | None:
+    """A byte-level progress bar (size, speed, time left) on stderr, or None when disabled or
+    stderr is no terminal (logs and CI output stay clean)."""
+    if not enabled or not stderr.is_terminal:
+        return None
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
         console=stderr,
         transient=True,
     )

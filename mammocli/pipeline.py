@@ -3,7 +3,6 @@ own module (prepare, heatmaps, classify)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from .results import (
     WeightsUsed,
 )
 from .views import VIEWS, View
+from .weights.fetch import weights_used
 
 
 class ModelKind(str, Enum):
@@ -59,14 +59,6 @@ BREAST_WEIGHTS = {
     (ModelKind.IMAGE_WISE, VARIANT_IMAGE_AND_HEATMAPS): "ImageHeatmaps__ModeImage_weights.p",
 }
 CHANNELS = {VARIANT_IMAGE_ONLY: 1, VARIANT_IMAGE_AND_HEATMAPS: 3}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -92,7 +84,7 @@ class Models:
         engine = None
         if patch_classifier or VARIANT_IMAGE_AND_HEATMAPS in variants:
             path = locate(PATCH_WEIGHTS)
-            used.append(WeightsUsed(name=PATCH_WEIGHTS, sha256=sha256_file(path)))
+            used.append(weights_used(PATCH_WEIGHTS, path))
             engine = HeatmapEngine(load_patch_classifier(path), device,
                                    patch_size=config.patch_size, stride=config.patch_stride,
                                    batch_size=config.heatmap_batch_size)
@@ -100,7 +92,7 @@ class Models:
         for variant in variants:
             name = BREAST_WEIGHTS[(kind, variant)]
             path = locate(name)
-            used.append(WeightsUsed(name=name, sha256=sha256_file(path)))
+            used.append(weights_used(name, path))
             loader = load_view_wise if kind is ModelKind.VIEW_WISE else load_image_wise
             breast[variant] = loader(path, CHANNELS[variant]).to(device)
         return cls(kind, device, breast, engine, used)

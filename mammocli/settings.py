@@ -25,6 +25,23 @@ class Settings:
     weights_url: str | None
     debug: bool
     reference_dir: Path | None
+    # Weights download (issue 4). Defaults suit real users; tests shrink the back-off.
+    registry: Path | None = None  # MAMMOCLI_REGISTRY: a JSON manifest replacing the shipped one
+    download_retries: int = 4  # MAMMOCLI_DOWNLOAD_RETRIES: extra attempts after a transient failure
+    download_backoff: float = 1.0  # MAMMOCLI_DOWNLOAD_BACKOFF: first wait in s, doubled each retry
+    download_timeout: float = 60.0  # MAMMOCLI_DOWNLOAD_TIMEOUT: connect/read timeout in s
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
 def load_settings() -> Settings:
@@ -37,4 +54,8 @@ def load_settings() -> Settings:
         weights_url=os.environ.get("MAMMOCLI_WEIGHTS_URL") or None,
         debug=_flag("MAMMOCLI_DEBUG"),
         reference_dir=Path(ref) if ref else None,
+        registry=Path(reg) if (reg := os.environ.get("MAMMOCLI_REGISTRY")) else None,
+        download_retries=max(0, int(_number("MAMMOCLI_DOWNLOAD_RETRIES", 4))),
+        download_backoff=max(0.0, _number("MAMMOCLI_DOWNLOAD_BACKOFF", 1.0)),
+        download_timeout=max(0.1, _number("MAMMOCLI_DOWNLOAD_TIMEOUT", 60.0)),
     )

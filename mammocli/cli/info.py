@@ -33,7 +33,22 @@ def environment_report() -> dict[str, object]:
         "cache_dir": str(settings.cache_dir),
         "offline": settings.offline,
         "weights_url": settings.weights_url,
+        "weights": weights_report(),
     }
+
+
+def weights_report() -> list[dict[str, object]] | dict[str, str]:
+    """Cached/verified per official file: local hashing only, never a download."""
+    from ..errors import MammocliError
+    from ..weights import load_registry, store
+
+    try:
+        return [
+            {"name": s.name, "cached": s.cached, "verified": s.verified, "path": s.path}
+            for s in (store.status(e) for e in load_registry().weights)
+        ]
+    except MammocliError as exc:  # e.g. a broken MAMMOCLI_REGISTRY: report it, info still works
+        return {"error": exc.message}
 
 
 def register(app: typer.Typer) -> None:

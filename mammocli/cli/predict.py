@@ -14,13 +14,14 @@ from rich.table import Table
 from ..batch import ExamOutcome, run_exams
 from ..config import FlipMode, PipelineConfig, RngMode
 from ..console import log, progress, stderr
-from ..errors import ConfigError, InputError, WeightsError
+from ..errors import ConfigError, InputError
 from ..heatmap_export import write_heatmaps
 from ..io.discover import discover_exams
 from ..outputs import atomic_write_text
 from ..pipeline import ModelKind, Models, Predictor
 from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, to_csv
 from ..runtime import select_device, tune_allocator
+from ..weights.fetch import resolve_weights
 from .common import handle_errors, report_error, write_stdout
 
 _VARIANT_NAMES = {
@@ -68,17 +69,10 @@ def load_pipeline_config(path: Path | None, **overrides: object) -> PipelineConf
 
 
 def weights_locator(weights_dir: Path | None, show_progress: bool) -> Callable[[str], Path]:
-    def locate(name: str) -> Path:
-        if weights_dir is not None:
-            path = Path(weights_dir) / name
-            if not path.is_file():
-                raise WeightsError(f"{name}: not found in {weights_dir}",
-                                   hint="--weights-dir must hold the files under their "
-                                   "official names")
-            return path
-        from ..weights.fetch import resolve_weights
+    """Official files from --weights-dir, or verified from the cache (downloaded on first use)."""
 
-        return resolve_weights(name, progress=show_progress)
+    def locate(name: str) -> Path:
+        return resolve_weights(name, weights_dir=weights_dir, progress=show_progress)
 
     return locate
 

@@ -1,0 +1,137 @@
+"""The registry of official files: the NYU weights and the authors' sample exams.
+
+The data lives in `registry.json` (shipped in the wheel). A manifest with the same schema can
+replace it (`MAMMOCLI_REGISTRY=path.json` or `load_registry(path)`), so tests and sites can register
+their own files with their hashes. Every entry is verified by its git blob SHA-1, which is what
+`git ls-tree` lists, so the hashes can be checked against the authors' repository without trusting
+any mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, WeightsError
+from ..settings import DEFAULT_WEIGHTS_URL, load_settings
+
+_CHUNK = 1 << 20
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+
+# Canonical names of the five official weight files (= their file names in the authors' repository,
+# and the names expected inside a --weights-dir folder).
+PATCH = "sample_patch_model.p"
+VIEW_IMAGE = "sample_image_model.p"
+VIEW_IMAGEHEATMAPS = "sample_imageheatmaps_model.p"
+IMAGE_IMAGE = "ImageOnly__ModeImage_weights.p"
+IMAGE_IMAGEHEATMAPS = "ImageHeatmaps__ModeImage_weights.p"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One downloadable file."""
+
+    name: str  # canonical name = file name on disk
+    path: str  # path relative to the base URL, e.g. "models/sample_patch_model.p"
+    git_sha1: str
+    licence: str
+    role: str = ""
+    alias: str | None = None  # short name for the CLI, e.g. "patch"
+    model: str = ""  # the architecture the file fits, for humans
+    exam: str | None = None  # samples: the exam folder the file belongs in
+
+    def url(self, base_url: str) -> str:
+        return base_url.rstrip("/") + "/" + self.path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class Registry:
+    weights: tuple[Entry, ...]
+    samples: tuple[Entry, ...]
+    base_url: str  # where `path`s are resolved when MAMMOCLI_WEIGHTS_URL is not set
+    commit: str | None = None
+    repository: str | None = None
+    source: str = "builtin"  # "builtin" or the manifest path, for messages
+
+    def weight(self, name: str) -> Entry:
+        """Look a weight file up by its name or alias."""
+        for entry in self.weights:
+            if name in (entry.name, entry.alias):
+                return entry
+        known = ", ".join(e.alias or e.name for e in self.weights)
+        raise WeightsError(f"unknown weights {name!r} in registry {self.source}",
+                           hint=f"known weights: {known}")
+
+    def url(self, entry: Entry, base_url: str | None = None) -> str:
+        """The download URL; a mirror (MAMMOCLI_WEIGHTS_URL) replaces the base, keeping the path."""
+        return entry.url(base_url or self.base_url)
+
+
+def git_blob_sha1(path: Path) -> str:
+    """SHA-1 of the git blob object: sha1(b"blob <size>\\0" + content), streamed."""
+    size = path.stat().st_size
+    digest = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's content, as recorded in results."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _entries(items: Any, what: str, source: str) -> tuple[Entry, ...]:
+    if items is None:
+        return ()
+    fields = set(Entry.__dataclass_fields__)
+    out = []
+    try:
+        for item in items:
+            entry = Entry(**{k: v for k, v in item.items() if k in fields})
+            if not _HEX40.fullmatch(entry.git_sha1):
+                raise ValueError(f"{entry.name}: git_sha1 must be 40 lowercase hex digits")
+            out.append(entry)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"registry {source}: bad {what} entry: {exc}") from None
+    return tuple(out)
+
+
+def parse_registry(data: dict[str, Any], source: str) -> Registry:
+    return Registry(
+        weights=_entries(data.get("weights"), "weights", source),
+        samples=_entries(data.get("samples"), "samples", source),
+        base_url=str(data.get("base_url") or DEFAULT_WEIGHTS_URL),
+        commit=data.get("commit"),
+        repository=data.get("repository"),
+        source=source,
+    )
+
+
+def builtin_registry() -> Registry:
+    text = resources.files("mammocli.weights").joinpath("registry.json").read_text("utf-8")
+    return parse_registry(json.loads(text), "builtin")
+
+
+def load_registry(manifest: Path | None = None) -> Registry:
+    """The shipped registry, or the manifest given here or in MAMMOCLI_REGISTRY."""
+    manifest = manifest or load_settings().registry
+    if manifest is None:
+        return builtin_registry()
+    try:
+        data = json.loads(Path(manifest).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read registry manifest {manifest}: {exc}",
+                          hint="MAMMOCLI_REGISTRY must name a JSON file like "
+                               "mammocli/weights/registry.json") from None
+    return parse_registry(data, str(manifest))
