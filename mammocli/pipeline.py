@@ -25,6 +25,8 @@ from .classify import (
 from .config import FlipMode, PipelineConfig
 from .errors import ConfigError, MissingViewError
 from .heatmaps import HeatmapEngine, Heatmaps
+from .io.dicom_options import DicomOptions
+from .io.dicom_scan import dicom_uids
 from .io.exam import ExamSource
 from .io.load import read_view_image
 from .models.breast import ImageBreastModel, SplitBreastModel
@@ -110,10 +112,12 @@ class ExamOutput:
 
 class Predictor:
     def __init__(self, models: Models, config: PipelineConfig, *,
-                 flip_mode: FlipMode = FlipMode.AUTO, need_heatmaps: bool = False) -> None:
+                 flip_mode: FlipMode = FlipMode.AUTO, need_heatmaps: bool = False,
+                 dicom: DicomOptions | None = None) -> None:
         self.models = models
         self.config = config
         self.flip_mode = flip_mode
+        self.dicom = dicom or DicomOptions()
         self.need_heatmaps = need_heatmaps or VARIANT_IMAGE_AND_HEATMAPS in models.breast
 
     def prepare(self, exam: ExamSource) -> dict[View, list[PreparedImage]]:
@@ -126,7 +130,7 @@ class Predictor:
             )
         flip = exam.horizontal_flip or self.flip_mode
         return {
-            view: [prepare_image(read_view_image(src), flip, self.config)
+            view: [prepare_image(read_view_image(src, dicom=self.dicom), flip, self.config)
                    for src in exam.images[view]]
             for view in VIEWS
         }
@@ -199,6 +203,7 @@ class Predictor:
                     best_center=img.best_center,
                     distance_from_starting_side=img.crop.distance_from_starting_side,
                     predictions=view_preds,
+                    uids=self._uids(img),
                 ))
             views[view.value] = reports
         primary = (VARIANT_IMAGE_AND_HEATMAPS if VARIANT_IMAGE_AND_HEATMAPS in predictions
@@ -222,6 +227,14 @@ class Predictor:
             skipped_files=[{"file": s.relative, "reason": s.reason} for s in exam.skipped],
         )
         return ExamOutput(result, prepared, heatmaps, draws)
+
+
+    def _uids(self, image: PreparedImage) -> dict[str, str] | None:
+        """DICOM UIDs identify a patient's study: only on explicit request (--include-uids)."""
+        if not self.dicom.include_uids or image.source.kind != "dicom":
+            return None
+        uids = dicom_uids(image.source.path, image.source.relative)
+        return {"study": uids.study, "series": uids.series, "sop_instance": uids.sop_instance}
 
 
 def stored_orientation(heatmap: np.ndarray, image: PreparedImage) -> np.ndarray:

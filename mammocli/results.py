@@ -58,6 +58,7 @@ class ImageReport(_Frozen):
     best_center: tuple[int, int]  # (row, col) in the cropped, canonical image
     distance_from_starting_side: int
     predictions: dict[str, Probabilities] | None = None  # image-wise model only
+    uids: dict[str, str] | None = None  # DICOM Study/Series/SOP Instance UIDs, opt-in only
 
 
 class WeightsUsed(_Frozen):

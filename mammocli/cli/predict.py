@@ -16,7 +16,8 @@ from ..config import FlipMode, PipelineConfig, RngMode
 from ..console import log, progress, stderr
 from ..errors import ConfigError, InputError
 from ..heatmap_export import write_heatmaps
-from ..io.discover import discover_exams
+from ..io.dicom_options import DicomOptions, VoiMode
+from ..io.discover import discover_exams, read_views_csv
 from ..outputs import atomic_write_text
 from ..pipeline import ModelKind, Models, Predictor
 from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, to_csv
@@ -134,6 +135,25 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
         pipeline_config: Path | None = typer.Option(
             None, "--pipeline-config", help="YAML overriding pipeline sizes (advanced)."),
+        views_csv: Path | None = typer.Option(
+            None, "--views-csv", help="CSV mapping files (relative to PATH) to views: "
+            "file,view columns. Overrides what the files say."),
+        voi: VoiMode = typer.Option(
+            VoiMode.NONE, "--voi", help="DICOM: none = stored values rescaled to 16 bit (the "
+            "authors' convention); window = apply the file's VOI LUT/window first."),
+        allow_synthetic: bool = typer.Option(False, "--allow-synthetic",
+                                             help="DICOM: accept synthesized 2D views."),
+        allow_for_processing: bool = typer.Option(
+            False, "--allow-for-processing", help="DICOM: accept FOR PROCESSING (raw) images."),
+        allow_secondary_capture: bool = typer.Option(
+            False, "--allow-secondary-capture",
+            help="DICOM: accept secondary captures (e.g. digitised film)."),
+        one_per_view: bool = typer.Option(
+            False, "--one-per-view", help="Keep only the latest image per view (default: "
+            "keep all; test-time augmentation draws among them)."),
+        include_uids: bool = typer.Option(
+            False, "--include-uids", help="DICOM: add Study/Series/SOP Instance UIDs to "
+            "results (identifying data: off by default)."),
         resume: bool = typer.Option(False, "--resume",
                                     help="With -o DIR/: skip exams whose result exists."),
         overwrite: bool = typer.Option(False, "--overwrite",
@@ -144,7 +164,12 @@ def register(app: typer.Typer) -> None:
         tune_allocator()
         config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
         chosen = parse_variants(variants)
-        exams = discover_exams(path)
+        dicom = DicomOptions(voi=voi, allow_synthetic=allow_synthetic,
+                             allow_for_processing=allow_for_processing,
+                             allow_secondary_capture=allow_secondary_capture,
+                             one_per_view=one_per_view, include_uids=include_uids)
+        exams = discover_exams(path, options=dicom,
+                               views=read_views_csv(views_csv) if views_csv else None)
         dir_mode = output is not None and _is_dir_target(output)
         if output is not None and not dir_mode and output.exists() and not overwrite:
             raise ConfigError(f"{output} exists; use --overwrite to replace it")
@@ -162,7 +187,7 @@ def register(app: typer.Typer) -> None:
         models = Models.load(model, chosen, weights_locator(weights_dir, not quiet),
                              torch_device, config, patch_classifier=save_heatmaps is not None)
         predictor = Predictor(models, config, flip_mode=horizontal_flip,
-                              need_heatmaps=save_heatmaps is not None)
+                              need_heatmaps=save_heatmaps is not None, dicom=dicom)
 
         outcomes: list[ExamOutcome] = []
         lines: list[str] = []
