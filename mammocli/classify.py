@@ -96,10 +96,17 @@ def view_features(model: SplitBreastModel | ImageBreastModel,
 
 
 @torch.inference_mode()
+def view_wise_log_probabilities(model: SplitBreastModel, features: Mapping[View, torch.Tensor],
+                                ) -> dict[Angle, torch.Tensor]:
+    """Per epoch: {CC, MLO: (epochs, 4, 2)} log-probabilities, labels in LABELS order."""
+    return model.heads(dict(features))
+
+
+@torch.inference_mode()
 def view_wise_probabilities(model: SplitBreastModel, features: Mapping[View, torch.Tensor],
                             ) -> dict[str, float]:
     """Per label: mean over epochs of the mean of the CC and MLO heads' probabilities."""
-    logp = model.heads(dict(features))
+    logp = view_wise_log_probabilities(model, features)
     cc = torch.exp(logp[Angle.CC].double())[..., 1]  # (epochs, 4)
     mlo = torch.exp(logp[Angle.MLO].double())[..., 1]
     per_label = ((cc + mlo) / 2).mean(dim=0)

@@ -65,7 +65,7 @@ class PipelineConfig:
             crop_iterations=10,
             crop_buffer=5,
             patch_size=64,
-            patch_stride=18,
+            patch_stride=32,
             heatmap_batch_size=32,
             max_crop_noise=(10, 10),
             max_crop_size_noise=10,

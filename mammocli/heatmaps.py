@@ -26,6 +26,8 @@ class Heatmaps:
     benign: np.ndarray
     malignant: np.ndarray
     patches: int
+    # Softmax outputs per patch, (patches, 4), in the authors' order (columns outer, rows inner).
+    patch_probabilities: np.ndarray | None = None
 
 
 def stride_list(length: int, patch: int, stride: int, rng: random.Random) -> list[int]:
@@ -146,7 +148,7 @@ class HeatmapEngine:
         malignant = assemble(grid[..., MALIGNANT_CLASS].astype(np.float64), rows, cols,
                              self.patch, padded.shape)
         return Heatmaps(benign=benign[:height, :width], malignant=malignant[:height, :width],
-                        patches=len(rows) * len(cols))
+                        patches=len(rows) * len(cols), patch_probabilities=probs.reshape(-1, 4))
 
 
 def _patch_has_tissue(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, p: int) -> np.ndarray:

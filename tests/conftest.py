@@ -40,3 +40,32 @@ def reader_study_csv() -> Path:
     if not path.is_file():
         pytest.skip(f"reader study data not found at {path} (needs ../shared/data)")
     return path
+
+
+SMALL_PIPELINE_YAML = """\
+cc_window: [268, 194]
+mlo_window: [297, 175]
+crop_iterations: 10
+crop_buffer: 5
+patch_size: 64
+patch_stride: 32
+heatmap_batch_size: 32
+max_crop_noise: [10, 10]
+max_crop_size_noise: 10
+"""
+
+
+@pytest.fixture(scope="session")
+def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline config of small sizes, for fast end-to-end runs on synthetic exams."""
+    path = tmp_path_factory.mktemp("config") / "small.yaml"
+    path.write_text(SMALL_PIPELINE_YAML)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The five official files with random weights (seed 0), made once per session."""
+    from mammocli.synthetic import write_random_weights
+
+    return write_random_weights(tmp_path_factory.mktemp("weights"), seed=0)

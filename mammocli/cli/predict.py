@@ -78,8 +78,8 @@ def weights_locator(weights_dir: Path | None, show_progress: bool) -> Callable[[
     return locate
 
 
-def _is_dir_target(path: Path) -> bool:
-    return str(path).endswith(("/", "\\")) or path.is_dir()
+def _is_dir_target(path: str) -> bool:
+    return path.endswith(("/", "\\")) or Path(path).is_dir()
 
 
 def _result_line(outcome: ExamOutcome) -> str:
@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def predict(
         path: Path = typer.Argument(..., help="An exam folder, or a root folder of exam folders."),
-        output: Path | None = typer.Option(
+        output_arg: str | None = typer.Option(
             None, "--output", "-o",
             help="Write results here instead of stdout: a file (JSON, or JSON Lines for several "
             "exams), or a folder (ending in /) for one <exam_id>.json per exam."),
@@ -162,6 +162,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict benign and malignant probabilities per breast. Research use only."""
         tune_allocator()
+        # A str, not a Path: Path() would drop the trailing "/" that asks for a folder.
+        dir_mode = output_arg is not None and _is_dir_target(output_arg)
+        output = Path(output_arg) if output_arg is not None else None
         config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
         chosen = parse_variants(variants)
         dicom = DicomOptions(voi=voi, allow_synthetic=allow_synthetic,
@@ -170,7 +173,6 @@ def register(app: typer.Typer) -> None:
                              one_per_view=one_per_view, include_uids=include_uids)
         exams = discover_exams(path, options=dicom,
                                views=read_views_csv(views_csv) if views_csv else None)
-        dir_mode = output is not None and _is_dir_target(output)
         if output is not None and not dir_mode and output.exists() and not overwrite:
             raise ConfigError(f"{output} exists; use --overwrite to replace it")
         if dir_mode and output is not None:
