@@ -186,6 +186,13 @@ class Predictor:
             if per_view is not None:
                 per_view_all[variant] = per_view
         warnings = list(exam.warnings)
+        patch = self.config.patch_size
+        if heatmaps:
+            warnings += [
+                f"{img.source.relative}: cropped image {img.pixels.shape} is smaller than a "
+                f"{patch}-px patch; padded with background for the heatmaps"
+                for images in prepared.values() for img in images if min(img.pixels.shape) < patch
+            ]
         views: dict[str, list[ImageReport]] = {}
         for view in VIEWS:
             reports = []
