@@ -35,6 +35,10 @@ def _register() -> None:
     from . import info
 
     info.register(app)
+    from . import hybrid
+    hybrid.register(app)
+    from . import evaluate
+    evaluate.register(app)
 
 
 _register()
