@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..console import log, stderr
+from ..console import log
 from ..evaluation import EvaluationReport, Subgroup, evaluate, metarepo_breast_csv
 from ..metrics import DEFAULT_RESAMPLES
 from ..plots import pr_png, roc_png
@@ -18,7 +18,7 @@ from ..predictions import load_predictions
 from ..tables import read_labels
 from .columns import ExamColumn, Format, LabelColumn, ModelColumn, SideColumn, make_columns
 from .common import handle_errors
-from .hybrid import _WIDE, _fmt
+from .hybrid import _fmt, print_wide
 from .output import emit, write_atomic
 
 
@@ -109,5 +109,5 @@ def register(app: typer.Typer) -> None:
         if metarepo_csv is not None:
             write_atomic(metarepo_csv, metarepo_breast_csv(ev))
         if not quiet:
-            stderr.print(report_table(r), width=max(stderr.width, _WIDE))
+            print_wide(report_table(r))
         emit(report_csv(r) if fmt is Format.csv else r.model_dump_json(indent=2), output)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from ..console import log, stderr
@@ -30,7 +31,12 @@ from .columns import ExamColumn, Format, LabelColumn, ModelColumn, SideColumn, m
 from .common import handle_errors
 from .output import emit
 
-_WIDE = 150  # the table does not fit 80 columns; a log file or wide terminal shows it whole
+_WIDE = 150
+
+
+def print_wide(renderable: RenderableType) -> None:
+    """Print to stderr at least 150 columns wide: the CI columns do not fit 80 and would be cut."""
+    Console(stderr=True, width=max(stderr.width, _WIDE)).print(renderable)
 
 
 def _fmt(e: Estimate) -> str:
@@ -129,11 +135,11 @@ def register(app: typer.Typer) -> None:
         if matched.labels is not None:
             result_metrics = hybrid_metrics(matched, weight, n_bootstrap, seed)
             if not quiet:
-                stderr.print(metrics_table(result_metrics, weight), width=max(stderr.width, _WIDE))
+                print_wide(metrics_table(result_metrics, weight))
         if do_sweep:
             points = sweep(matched, sweep_weights(sweep_step))
             if not quiet:
-                stderr.print(sweep_table(points))
+                print_wide(sweep_table(points))
         rows = breast_rows(matched, weight)
         if fmt is Format.csv:
             emit(breasts_csv(rows, matched.readers), output)
