@@ -149,9 +149,9 @@ def evaluate(preds: ModelScores, labels: Labels, thresholds: list[float] | None 
              by: list[Subgroup] | None = None, n_bootstrap: int = metrics.DEFAULT_RESAMPLES,
              seed: int = 0, level: float = metrics.DEFAULT_CI_LEVEL) -> Evaluated:
     thresholds = thresholds if thresholds is not None else [0.5]
-    for t in thresholds:
-        if not 0.0 <= t <= 1.0:
-            raise ConfigError(f"--threshold {t:g} is outside 0-1")
+    for cut in thresholds:
+        if not 0.0 <= cut <= 1.0:
+            raise ConfigError(f"--threshold {cut:g} is outside 0-1")
     pred_exams = {k[0] for k in preds.malignant}
     label_exams = {k[0] for k in labels.malignant}
     common = pred_exams & label_exams
@@ -196,9 +196,9 @@ def _subgroup(column: str, value: str, idx: NDArray[np.intp], keys: list[BreastK
               level: float) -> SubgroupRow:
     ys, ss = y[idx], s[idx]
     n_pos = int(ys.sum())
-    base = {"column": column, "value": value, "n_breasts": len(idx), "n_positive": n_pos}
     if n_pos in (0, len(idx)):
-        return SubgroupRow(**base, auroc=None, auprc=None, note="one class only: no AUC")
+        return SubgroupRow(column=column, value=value, n_breasts=len(idx), n_positive=n_pos,
+                           auroc=None, auprc=None, note="one class only: no AUC")
     groups = [keys[i][0] for i in idx]
     # a subgroup by a per-breast column may hold one breast of an exam: resample breasts then
     sizes = {g: groups.count(g) for g in groups}
@@ -206,7 +206,7 @@ def _subgroup(column: str, value: str, idx: NDArray[np.intp], keys: list[BreastK
         groups = [f"{keys[i][0]}/{keys[i][1]}" for i in idx]
     draws = metrics.bootstrap(ys, ss, groups, n_bootstrap, seed) if n_bootstrap > 0 else None
     return SubgroupRow(
-        **base,
+        column=column, value=value, n_breasts=len(idx), n_positive=n_pos,
         auroc=metrics.estimate(metrics.auroc(ys, ss), draws.auroc[:, 0] if draws else None, level),
         auprc=metrics.estimate(metrics.auprc(ys, ss), draws.auprc[:, 0] if draws else None, level),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -10,7 +11,7 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-Curve = tuple[NDArray[np.integer], NDArray[np.float64]]  # (labels, scores)
+Curve = tuple[NDArray[np.int64], NDArray[np.float64]]  # (labels, scores)
 
 
 def _png(fig: Figure) -> bytes:
@@ -20,7 +21,7 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def roc_png(curves: dict[str, Curve], title: str) -> bytes:
+def roc_png(curves: Mapping[str, Curve], title: str) -> bytes:
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
     for name, (y, s) in curves.items():
@@ -33,7 +34,7 @@ def roc_png(curves: dict[str, Curve], title: str) -> bytes:
     return _png(fig)
 
 
-def pr_png(curves: dict[str, Curve], title: str) -> bytes:
+def pr_png(curves: Mapping[str, Curve], title: str) -> bytes:
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
     for name, (y, s) in curves.items():

@@ -41,8 +41,9 @@ def report_csv(r: EvaluationReport) -> str:
     w.writerow(["level", "task", "n", "n_positive", "metric", "estimate", "ci_low", "ci_high"])
     for level, block in (("breast", r.breast_level), ("exam", r.exam_level)):
         for task, m in block.items():
-            for name, e in (("auroc", m.auroc), ("auprc", m.auprc)):
-                w.writerow([level, task, m.n, m.n_positive, name, e.estimate, e.ci_low, e.ci_high])
+            for name, est in (("auroc", m.auroc), ("auprc", m.auprc)):
+                w.writerow([level, task, m.n, m.n_positive, name, est.estimate, est.ci_low,
+                            est.ci_high])
     for s in r.subgroups:
         for name, e in (("auroc", s.auroc), ("auprc", s.auprc)):
             w.writerow([f"{s.column}={s.value}", "malignant", s.n_breasts, s.n_positive, name,
