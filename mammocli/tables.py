@@ -211,7 +211,16 @@ def exam_id(table: CsvTable, row: Row, column: str) -> str:
 
 def no_duplicate(table: CsvTable, row: Row, key: object, seen: dict[object, int]) -> None:
     if key in seen:
-        raise InputError(f"{table.where(row.line)}: duplicate of line {seen[key]} ({key})",
-                         hint="give each breast (and reader) one row")
+        raise InputError(f"{table.where(row.line)}: duplicate of line {seen[key]} "
+                         f"({_describe(key)})", hint="give each breast (and reader) one row")
     seen[key] = row.line
 
+
+
+def _describe(key: object) -> str:
+    """exam / (exam, side) / ((exam, side), reader) as words for an error message."""
+    if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], tuple):
+        return f"{_describe(key[0])}, reader {key[1]!r}"
+    if isinstance(key, tuple) and len(key) == 2:
+        return f"exam {key[0]!r}, side {key[1]}"
+    return f"exam {key!r}"
