@@ -32,7 +32,7 @@ def _root(
 
 def _register() -> None:
     # One line per command module; each module exposes `register(app)`.
-    from . import info, predict
+    from . import evaluate, hybrid, info, predict
     from . import sample as sample_cmd
     from . import weights as weights_cmd
 
@@ -40,6 +40,8 @@ def _register() -> None:
     info.register(app)
     weights_cmd.register(app)
     sample_cmd.register(app)
+    hybrid.register(app)
+    evaluate.register(app)
 
 
 _register()

@@ -1,0 +1,114 @@
+"""`mammocli evaluate`: AUROC/AUPRC with CIs, ROC/PR plots, thresholds and subgroups."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..console import log
+from ..evaluation import EvaluationReport, Subgroup, evaluate, metarepo_breast_csv
+from ..metrics import DEFAULT_RESAMPLES
+from ..plots import pr_png, roc_png
+from ..predictions import load_predictions
+from ..tables import read_labels
+from .columns import ExamColumn, Format, LabelColumn, ModelColumn, SideColumn, make_columns
+from .common import handle_errors
+from .hybrid import _fmt, print_wide
+from .output import emit, write_atomic
+
+
+def report_table(r: EvaluationReport) -> Table:
+    table = Table(title=f"evaluation ({r.ci_level:.0%} CI, {r.n_bootstrap} resamples)")
+    for col in ("level", "task", "n", "positive", "AUROC", "AUPRC"):
+        table.add_column(col, justify="right")
+    for level, block in (("breast", r.breast_level), ("exam", r.exam_level)):
+        for task, m in block.items():
+            table.add_row(level, task, str(m.n), str(m.n_positive), _fmt(m.auroc), _fmt(m.auprc))
+    for s in r.subgroups:
+        table.add_row(f"{s.column}={s.value}", "malignant", str(s.n_breasts), str(s.n_positive),
+                      _fmt(s.auroc) if s.auroc else "-", _fmt(s.auprc) if s.auprc else "-")
+    return table
+
+
+def report_csv(r: EvaluationReport) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["level", "task", "n", "n_positive", "metric", "estimate", "ci_low", "ci_high"])
+    for level, block in (("breast", r.breast_level), ("exam", r.exam_level)):
+        for task, m in block.items():
+            for name, est in (("auroc", m.auroc), ("auprc", m.auprc)):
+                w.writerow([level, task, m.n, m.n_positive, name, est.estimate, est.ci_low,
+                            est.ci_high])
+    for s in r.subgroups:
+        for name, e in (("auroc", s.auroc), ("auprc", s.auprc)):
+            w.writerow([f"{s.column}={s.value}", "malignant", s.n_breasts, s.n_positive, name,
+                        *((e.estimate, e.ci_low, e.ci_high) if e else ("", "", ""))])
+    return buf.getvalue()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    @handle_errors
+    def evaluate_command(
+        predictions: Annotated[Path, typer.Option(
+            "--predictions", exists=True,
+            help="Model predictions: result JSON / JSON Lines / a folder of them, or a CSV.")],
+        labels: Annotated[Path, typer.Option(
+            "--labels", exists=True, dir_okay=False,
+            help="Labels CSV: exam, side, label [, benign_label, other columns]; or per exam "
+                 "left_malignant, right_malignant [, left_benign, right_benign].")],
+        by: Annotated[list[str] | None, typer.Option(
+            "--by", help="Subgroups by a labels column; numeric bins as age:40,50,60,70.")
+        ] = None,
+        threshold: Annotated[list[float] | None, typer.Option(
+            "--threshold", help="Sensitivity/specificity at these thresholds [default: 0.5].")
+        ] = None,
+        plots: Annotated[Path | None, typer.Option(
+            "--plots", file_okay=False, help="Write ROC and PR curves (PNG) into this folder.")
+        ] = None,
+        metarepo_csv: Annotated[Path | None, typer.Option(
+            "--metarepo-csv", dir_okay=False,
+            help="Write breast-level predictions in the metarepository's format.")] = None,
+        output: Annotated[Path | None, typer.Option(
+            "-o", "--output", help="Write the result here instead of stdout.")] = None,
+        fmt: Annotated[Format, typer.Option("--format")] = Format.json,
+        exam_column: ExamColumn = None,
+        side_column: SideColumn = "side",
+        label_column: LabelColumn = "label",
+        model_column: ModelColumn = None,
+        n_bootstrap: Annotated[int, typer.Option(
+            "--n-bootstrap", min=0, help="Bootstrap resamples of exams (0: no CIs).")
+        ] = DEFAULT_RESAMPLES,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")] = False,
+    ) -> None:
+        """Evaluate predictions against labels: AUCs with bootstrap CIs, curves, subgroups."""
+        columns = make_columns(exam_column, side_column, label_column, model_column)
+        groups = [Subgroup.parse(b) for b in by or []]
+        preds = load_predictions(predictions, columns)
+        label_table = read_labels(labels, columns)
+        ev = evaluate(preds, label_table, threshold, groups, n_bootstrap, seed)
+        r = ev.report
+        for w in [*r.warnings, *r.failed_predictions]:
+            log.warning(w)
+        if r.unlabelled_prediction_exams:
+            log.warning("%d predicted exams have no labels", len(r.unlabelled_prediction_exams))
+        if r.labelled_exams_without_predictions:
+            log.warning("%d labelled exams have no predictions",
+                        len(r.labelled_exams_without_predictions))
+        if plots is not None:
+            breast = {f"breast {t}": (ev.labels[t], ev.scores[t]) for t in ev.scores}
+            exam = {f"exam {t}": ev.exam_level(t) for t in ev.scores}
+            curves = {**breast, **exam}
+            write_atomic(plots / "roc.png", roc_png(curves, "ROC"))
+            write_atomic(plots / "pr.png", pr_png(curves, "precision-recall"))
+        if metarepo_csv is not None:
+            write_atomic(metarepo_csv, metarepo_breast_csv(ev))
+        if not quiet:
+            print_wide(report_table(r))
+        emit(report_csv(r) if fmt is Format.csv else r.model_dump_json(indent=2), output)

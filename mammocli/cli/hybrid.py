@@ -1,0 +1,154 @@
+"""`mammocli hybrid`: blend radiologists' scores with the model's, per reader, and score them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console, RenderableType
+from rich.table import Table
+
+from ..console import log, stderr
+from ..hybrid import (
+    DEFAULT_WEIGHT,
+    HybridMetrics,
+    HybridReport,
+    SweepPoint,
+    breast_rows,
+    breasts_csv,
+    check_weight,
+    hybrid_metrics,
+    match,
+    read_reader_scores,
+    sweep,
+    sweep_weights,
+)
+from ..metrics import DEFAULT_RESAMPLES, Estimate
+from ..predictions import load_predictions
+from ..tables import read_labels
+from .columns import ExamColumn, Format, LabelColumn, ModelColumn, SideColumn, make_columns
+from .common import handle_errors
+from .output import emit
+
+_WIDE = 150
+
+
+def print_wide(renderable: RenderableType) -> None:
+    """Print to stderr at least 150 columns wide: the CI columns do not fit 80 and would be cut."""
+    Console(stderr=True, width=max(stderr.width, _WIDE)).print(renderable)
+
+
+def _fmt(e: Estimate) -> str:
+    if e.ci_low is None or e.ci_high is None:
+        return f"{e.estimate:.3f}"
+    return f"{e.estimate:.3f} ({e.ci_low:.3f}-{e.ci_high:.3f})"
+
+
+def metrics_table(m: HybridMetrics, weight: float) -> Table:
+    ci = f"{m.ci_level:.0%} CI, {m.n_bootstrap} exam resamples" if m.n_bootstrap else "no CIs"
+    table = Table(title=f"hybrid w={weight:g}: {m.n_breasts} breasts, {m.n_exams} exams, "
+                        f"{m.n_positive} malignant ({ci})")
+    for col in ("", "AUROC", "AUPRC", "hybrid AUROC", "hybrid AUPRC", "hybrid - reader AUROC"):
+        table.add_column(col, justify="left" if not col else "right")
+    roc, pr = m.auroc, m.auprc
+    table.add_row("model", _fmt(roc.model), _fmt(pr.model), "", "", "")
+    for r in roc.readers:
+        table.add_row(r, _fmt(roc.readers[r]), _fmt(pr.readers[r]), _fmt(roc.hybrids[r]),
+                      _fmt(pr.hybrids[r]), _fmt(roc.hybrid_minus_reader[r]))
+    table.add_row("mean of readers' AUCs", _fmt(roc.mean_of_readers), _fmt(pr.mean_of_readers),
+                  _fmt(roc.mean_of_hybrids), _fmt(pr.mean_of_hybrids),
+                  _fmt(roc.mean_hybrid_minus_mean_reader))
+    table.add_row("averaged reader score", _fmt(roc.averaged_reader_score),
+                  _fmt(pr.averaged_reader_score), "", "", "")
+    return table
+
+
+def sweep_table(points: list[SweepPoint]) -> Table:
+    table = Table(title="sweep: mean of the hybrids' AUCs by reader weight w")
+    for col in ("w", "mean hybrid AUROC", "mean hybrid AUPRC"):
+        table.add_column(col, justify="right")
+    for p in points:
+        table.add_row(f"{p.weight:g}", f"{p.mean_hybrid_auroc:.4f}", f"{p.mean_hybrid_auprc:.4f}")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("hybrid")
+    @handle_errors
+    def hybrid(
+        radiologist_scores: Annotated[Path, typer.Option(
+            "--radiologist-scores", exists=True, dir_okay=False,
+            help="CSV of radiologists' probabilities of malignancy, one row per breast "
+                 "(long: exam_id, side, reader, score [, label]; or wide with --reader-columns).")],
+        predictions: Annotated[Path, typer.Option(
+            "--predictions", exists=True,
+            help="Model predictions: result JSON / JSON Lines / a folder of them, or a CSV.")],
+        weight: Annotated[float, typer.Option(
+            "--weight", help="w in w * reader + (1 - w) * model.")] = DEFAULT_WEIGHT,
+        labels: Annotated[Path | None, typer.Option(
+            "--labels", exists=True, dir_okay=False,
+            help="Labels CSV (else a label column of the scores file).")] = None,
+        output: Annotated[Path | None, typer.Option(
+            "-o", "--output", help="Write the result here instead of stdout.")] = None,
+        fmt: Annotated[Format, typer.Option(
+            "--format", help="json: everything; csv: the per-breast table.")] = Format.json,
+        do_sweep: Annotated[bool, typer.Option(
+            "--sweep", help="Also report the hybrids' AUCs for w from 0 to 1.")] = False,
+        sweep_step: Annotated[float, typer.Option("--sweep-step")] = 0.1,
+        exam_column: ExamColumn = None,
+        side_column: SideColumn = "side",
+        label_column: LabelColumn = "label",
+        model_column: ModelColumn = None,
+        reader_columns: Annotated[list[str] | None, typer.Option(
+            "--reader-columns",
+            help="Wide layout: reader columns, names or globs (e.g. 'Reader*_POM'); "
+                 "repeat or comma-separate.")] = None,
+        reader_column: Annotated[str, typer.Option(
+            "--reader-column", help="Long layout: the reader name column.")] = "reader",
+        score_column: Annotated[str, typer.Option(
+            "--score-column", help="Long layout: the reader score column.")] = "score",
+        n_bootstrap: Annotated[int, typer.Option(
+            "--n-bootstrap", min=0, help="Bootstrap resamples of exams (0: no CIs).")
+        ] = DEFAULT_RESAMPLES,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")] = False,
+    ) -> None:
+        """Hybrid reader + model: w * radiologist + (1 - w) * model per reader, with AUCs."""
+        check_weight(weight)
+        columns = make_columns(exam_column, side_column, label_column, model_column,
+                               reader_columns, reader_column, score_column)
+        scores = read_reader_scores(radiologist_scores, columns)
+        model = load_predictions(predictions, columns)
+        label_table = read_labels(labels, columns) if labels is not None else None
+        matched = match(scores, model, label_table)
+        warnings = [*scores.warnings, *model.warnings]
+        if matched.scores_only:
+            warnings.append(f"{len(matched.scores_only)} exams of the scores have no prediction")
+        if matched.predictions_only:
+            warnings.append(f"{len(matched.predictions_only)} predicted exams have no reader "
+                            "scores")
+        for w in warnings + model.failed:
+            log.warning(w)
+        result_metrics = None
+        points = None
+        if matched.labels is not None:
+            result_metrics = hybrid_metrics(matched, weight, n_bootstrap, seed)
+            if not quiet:
+                print_wide(metrics_table(result_metrics, weight))
+        if do_sweep:
+            points = sweep(matched, sweep_weights(sweep_step))
+            if not quiet:
+                print_wide(sweep_table(points))
+        rows = breast_rows(matched, weight)
+        if fmt is Format.csv:
+            emit(breasts_csv(rows, matched.readers), output)
+            return
+        report = HybridReport(
+            weight=weight, model_source=model.source, readers=matched.readers,
+            n_breasts=len(rows), unmatched_scores_exams=matched.scores_only,
+            unmatched_prediction_exams=matched.predictions_only,
+            failed_predictions=model.failed, warnings=warnings, metrics=result_metrics,
+            sweep=points, breasts=rows,
+        )
+        emit(report.model_dump_json(indent=2), output)

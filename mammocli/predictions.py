@@ -1,0 +1,155 @@
+"""Model predictions in any of the forms we accept, as per-breast scores.
+
+- our result files: JSON (one PredictionResult), JSON Lines (one per line; `"status": "failed"`
+  lines are reported and skipped), or a folder of them (`*.json`, `*.jsonl`, `*.ndjson`);
+- the authors' 4-column CSV with an exam column (`exam_id,left_benign,right_benign,left_malignant,
+  right_malignant`, what `predict --csv` writes) or the metarepository's `index,left_malignant,
+  right_malignant`;
+- a long CSV: exam, side and score columns (`--model-column`, default `score` then `malignant`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import ConfigError, InputError
+from .results import PredictionResult
+from .tables import (
+    BreastKey,
+    Columns,
+    CsvTable,
+    check_both_sides,
+    check_probabilities,
+    exam_column,
+    exam_id,
+    no_duplicate,
+    parse_float,
+    parse_side,
+    read_csv,
+)
+
+RESULT_SUFFIXES = {".json", ".jsonl", ".ndjson"}
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """Per-breast probabilities of the model; benign only where every input had it."""
+
+    malignant: dict[BreastKey, float]
+    benign: dict[BreastKey, float] | None
+    source: str  # what was read: a column name or "results"
+    failed: list[str] = field(default_factory=list)  # "file: exam <id> failed: <error>"
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_predictions(path: Path, columns: Columns) -> ModelScores:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in RESULT_SUFFIXES)
+        if not files:
+            raise InputError(f"{path}: no .json/.jsonl result files in this folder")
+        return _from_results(files, base=path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.suffix.lower() in RESULT_SUFFIXES:
+        return _from_results([path], base=path.parent)
+    return _from_csv(read_csv(path), columns)
+
+
+def _json_objects(path: Path) -> list[tuple[int, Any]]:
+    """(line, object) pairs: one JSON document, a list of them, or JSON Lines."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text)
+        return [(1, d) for d in doc] if isinstance(doc, list) else [(1, doc)]
+    except json.JSONDecodeError:
+        pass
+    objects = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            objects.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path.name}, line {number}: not JSON ({exc.msg})") from None
+    return objects
+
+
+def _from_results(files: list[Path], base: Path) -> ModelScores:
+    malignant: dict[BreastKey, float] = {}
+    benign: dict[BreastKey, float] = {}
+    failed: list[str] = []
+    where_seen: dict[str, str] = {}
+    for path in files:
+        name = str(path.relative_to(base)) if path.is_relative_to(base) else path.name
+        for line, obj in _json_objects(path):
+            where = f"{name}, line {line}"
+            if isinstance(obj, dict) and obj.get("status") == "failed":
+                failed.append(f"{where}: exam {obj.get('exam_id')!r} failed: {obj.get('error')}")
+                continue
+            try:
+                result = PredictionResult.model_validate(obj)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"])
+                raise InputError(f"{where}: not a mammocli result ({loc}: {first['msg']})",
+                                 hint="give the JSON written by `mammocli predict`") from None
+            if result.exam_id in where_seen:
+                raise InputError(f"{where}: exam {result.exam_id!r} also in "
+                                 f"{where_seen[result.exam_id]}")
+            where_seen[result.exam_id] = where
+            p = result.primary
+            for side, probs in (("L", p.left), ("R", p.right)):
+                malignant[(result.exam_id, side)] = probs.malignant
+                benign[(result.exam_id, side)] = probs.benign
+    if not malignant:
+        raise InputError(f"{base}: no successful predictions in the result files")
+    return ModelScores(malignant, benign, "results", failed)
+
+
+def _from_csv(table: CsvTable, columns: Columns) -> ModelScores:
+    warnings: list[str] = []
+    seen: dict[object, int] = {}
+    if {"left_malignant", "right_malignant"} <= set(table.header):
+        exam_col = exam_column(table, columns)
+        has_benign = {"left_benign", "right_benign"} <= set(table.header)
+        values: dict[str, list[tuple[int, float]]] = {}
+        keys: list[BreastKey] = []
+        for row in table.rows:
+            exam = exam_id(table, row, exam_col)
+            no_duplicate(table, row, exam, seen)
+            keys += [(exam, "L"), (exam, "R")]
+            for label in ("malignant", "benign") if has_benign else ("malignant",):
+                for side in ("left", "right"):
+                    col = f"{side}_{label}"
+                    values.setdefault(col, []).append((row.line, parse_float(table, row, col)))
+        checked = {c: check_probabilities(table, c, v, False, warnings) for c, v in values.items()}
+        exams = [k[0] for k in keys[::2]]
+        malignant = {(e, s): checked[f"{n}_malignant"][i] for i, e in enumerate(exams)
+                     for s, n in (("L", "left"), ("R", "right"))}
+        benign = ({(e, s): checked[f"{n}_benign"][i] for i, e in enumerate(exams)
+                   for s, n in (("L", "left"), ("R", "right"))} if has_benign else None)
+        return ModelScores(malignant, benign, "left_malignant/right_malignant", [], warnings)
+
+    model_col = columns.model or next(
+        (c for c in ("score", "malignant") if c in table.header), None)
+    if model_col is None:
+        raise ConfigError(f"{table.path.name}: which column holds the model's score?",
+                          hint=f"name it with --model-column; columns: {', '.join(table.header)}")
+    exam_col = exam_column(table, columns)
+    table.require(exam_col, columns.side, model_col,
+                  option="--exam-column/--side-column/--model-column")
+    keys = []
+    raw: list[tuple[int, float]] = []
+    for row in table.rows:
+        key = (exam_id(table, row, exam_col), parse_side(table, row, columns.side))
+        no_duplicate(table, row, key, seen)
+        keys.append(key)
+        raw.append((row.line, parse_float(table, row, model_col)))
+    check_both_sides(keys, table.path.name)
+    scores = check_probabilities(table, model_col, raw, False, warnings)
+    return ModelScores(dict(zip(keys, scores, strict=True)), None, model_col, [], warnings)
