@@ -99,20 +99,24 @@ def _input_channels(state: Mapping[str, torch.Tensor], name: str) -> int:
     return int(state[_FIRST_CONV].shape[1])
 
 
-def load_view_wise(path: Path, input_channels: int | None = None) -> SplitBreastModel:
+B = TypeVar("B", SplitBreastModel, ImageBreastModel)
+
+
+def _load_breast(path: Path, architecture: type[B], input_channels: int | None) -> B:
+    """The number of input channels (1 image-only, 3 image+heatmaps) is read off the file."""
     state = read_state_dict(path)
     name = Path(path).name
     channels = _input_channels(state, name)
     _check_channels(name, channels, input_channels)
-    return load_strict(SplitBreastModel(channels), state, name)
+    return load_strict(architecture(channels), state, name)
+
+
+def load_view_wise(path: Path, input_channels: int | None = None) -> SplitBreastModel:
+    return _load_breast(path, SplitBreastModel, input_channels)
 
 
 def load_image_wise(path: Path, input_channels: int | None = None) -> ImageBreastModel:
-    state = read_state_dict(path)
-    name = Path(path).name
-    channels = _input_channels(state, name)
-    _check_channels(name, channels, input_channels)
-    return load_strict(ImageBreastModel(channels), state, name)
+    return _load_breast(path, ImageBreastModel, input_channels)
 
 
 def _check_channels(name: str, found: int, expected: int | None) -> None:
