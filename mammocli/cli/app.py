@@ -33,6 +33,7 @@ def _root(
 def _register() -> None:
     # One line per command module; each module exposes `register(app)`.
     from . import info, predict
+    from . import reproduce as reproduce_cmd
     from . import sample as sample_cmd
     from . import weights as weights_cmd
 
@@ -40,6 +41,7 @@ def _register() -> None:
     info.register(app)
     weights_cmd.register(app)
     sample_cmd.register(app)
+    reproduce_cmd.register(app)
 
 
 _register()
