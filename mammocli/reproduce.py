@@ -90,7 +90,7 @@ class SingleCase(_Strict):
         return self
 
 
-def _check_labels(where: str, expected: Mapping[str, Mapping[str, float]],
+def _check_labels(where: str, expected: Mapping[Variant, Mapping[str, float]],
                   labels: tuple[str, ...]) -> None:
     if not expected:
         raise ValueError(f"{where}: 'expected' needs image_only and/or image_and_heatmaps")
@@ -120,7 +120,8 @@ class Manifest(_Strict):
         return self
 
     def config(self) -> PipelineConfig:
-        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.pipeline.items()}
+        sizes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in self.pipeline.items()}
         return PipelineConfig(**sizes).with_(seed=self.seed, tta=self.tta,
                                              rng_mode=RngMode.RUN)
 
@@ -225,7 +226,7 @@ class ReproduceReport:
 # ---- runs ---------------------------------------------------------------------------------------
 
 
-def _variants(expected_sets: list[Mapping[str, object]]) -> tuple[str, ...]:
+def _variants(expected_sets: list[Mapping[Variant, object]]) -> tuple[str, ...]:
     wanted = {v for expected in expected_sets for v in expected}
     return tuple(v for v in VARIANTS if v in wanted)
 
@@ -243,8 +244,7 @@ def sample_paths(manifest: Manifest, registry: Registry, root: Path) -> dict[str
             f"the reproduce manifest uses file(s) the registry {registry.source} does not list: "
             f"{', '.join(unknown)}",
             hint="manifest files are the names of the registry's sample entries")
-    return {n: root / entries[n].exam / n if entries[n].exam else root / n
-            for n in manifest.files}
+    return {n: root / (entries[n].exam or "") / n for n in manifest.files}
 
 
 def run_view_wise(manifest: Manifest, paths: Mapping[str, Path],
