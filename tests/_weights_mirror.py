@@ -82,3 +82,31 @@ def leftovers(folder: Path) -> list[str]:
         return []
     return sorted(p.name for p in folder.iterdir()
                   if not p.name.endswith(".lock") and p.name not in NAMES)
+
+
+def make_file_mirror(tmp_path: Path, server: HTTPServer, monkeypatch: pytest.MonkeyPatch,
+                     weights: list[Path], samples: dict[str, list[Path]]) -> Path:
+    """Serve existing files (read in place) under the authors' paths, with a registry override
+    holding their git blob hashes computed now. `samples` maps an exam folder to its files.
+    Returns the registry manifest (also set as MAMMOCLI_REGISTRY)."""
+    entries: list[dict[str, str]] = []
+    for path in weights:
+        data = path.read_bytes()
+        server.expect_request(f"/models/{path.name}").respond_with_data(data)
+        entries.append({"name": path.name, "path": f"models/{path.name}", "role": "test",
+                        "git_sha1": blob_sha1(data), "licence": "test"})
+    sample_entries: list[dict[str, str]] = []
+    for exam, paths in samples.items():
+        for path in paths:
+            data = path.read_bytes()
+            server.expect_request(f"/sample_data/images/{path.name}").respond_with_data(data)
+            sample_entries.append({"name": path.name, "path": f"sample_data/images/{path.name}",
+                                   "exam": exam, "git_sha1": blob_sha1(data),
+                                   "licence": "test"})
+    manifest = tmp_path / "registry.json"
+    manifest.write_text(json.dumps({"commit": "0" * 40, "weights": entries,
+                                    "samples": sample_entries}))
+    monkeypatch.setenv("MAMMOCLI_REGISTRY", str(manifest))
+    monkeypatch.setenv("MAMMOCLI_WEIGHTS_URL", server.url_for("/"))
+    monkeypatch.setenv("MAMMOCLI_DOWNLOAD_TIMEOUT", "60")
+    return manifest

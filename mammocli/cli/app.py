@@ -33,6 +33,7 @@ def _root(
 def _register() -> None:
     # One line per command module; each module exposes `register(app)`.
     from . import evaluate, hybrid, info, predict
+    from . import reproduce as reproduce_cmd
     from . import sample as sample_cmd
     from . import weights as weights_cmd
 
@@ -42,6 +43,7 @@ def _register() -> None:
     sample_cmd.register(app)
     hybrid.register(app)
     evaluate.register(app)
+    reproduce_cmd.register(app)
 
 
 _register()

@@ -1,0 +1,71 @@
+"""`mammocli reproduce`: our values beside the authors' published ones, pass/fail per value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..console import stderr
+from ..reproduce import ReproduceReport, load_manifest, reproduce
+from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
+from ..runtime import select_device, tune_allocator
+from .common import handle_errors, write_stdout
+
+_SHORT = {VARIANT_IMAGE_ONLY: "image", VARIANT_IMAGE_AND_HEATMAPS: "image+heatmaps"}
+
+
+def _table(report: ReproduceReport) -> Table:
+    # The shipped manifest holds the authors' published values; another one holds its own.
+    expected = "published" if report.manifest == "builtin" else "expected"
+    table = Table(title=f"mammocli reproduce (|diff| <= {report.tolerance:g})")
+    for col, justify in (("case", "left"), ("model", "left"), ("label", "left"),
+                         ("ours", "right"), (expected, "right"), ("diff", "right"),
+                         ("", "left")):
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for row in report.rows:
+        # Four decimals: the precision of the authors' published table.
+        table.add_row(row.case, _SHORT.get(row.variant, row.variant), row.label,
+                      f"{row.ours:.4f}",
+                      f"{row.expected:.4f}", f"{row.diff:+.4f}",
+                      "[green]pass[/]" if row.passed else "[bold red]FAIL[/]")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("reproduce")
+    @handle_errors
+    def reproduce_cmd(
+        manifest: Annotated[Path | None, typer.Option(
+            "--manifest", help="JSON listing exams, single image and expected values "
+            "(default: the authors' sample exams and published numbers).")] = None,
+        device: Annotated[str, typer.Option(
+            "--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+        quiet: Annotated[bool, typer.Option(
+            "--quiet", "-q", help="Only errors and the verdict on stderr.")] = False,
+    ) -> None:
+        """Download the official weights and the authors' sample exams, run them as the authors'
+        run.sh and run_single.sh do, and compare with their published outputs. Exit 0 only if
+        every value agrees within the tolerance (the published numbers come from a GPU)."""
+        tune_allocator()
+        spec, source = load_manifest(manifest)
+        report = reproduce(spec, source=source, device=select_device(device),
+                           progress=not quiet)
+        if not quiet:
+            stderr.print(_table(report))
+        write_stdout(json.dumps(report.as_dict(), indent=2))
+        failed = report.failures
+        if failed:
+            worst = max(failed, key=lambda r: abs(r.diff))
+            stderr.print(
+                f"[bold red]reproduce failed:[/] {len(failed)} of {len(report.rows)} values "
+                f"differ from the expected ones by more than {report.tolerance:g} (worst: "
+                f"{worst.case} {worst.variant} {worst.label}, ours {worst.ours:.4f} vs "
+                f"{worst.expected:.4f})", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        stderr.print(f"[green]reproduce passed:[/] all {len(report.rows)} values within "
+                     f"{report.tolerance:g} of the expected ones ({report.duration_s:.0f} s)",
+                     highlight=False)
