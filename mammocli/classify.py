@@ -125,10 +125,13 @@ def image_wise_probabilities(model: ImageBreastModel, features: Mapping[View, to
 
 
 def breast_means(per_view: Mapping[View, tuple[float, float]]) -> dict[str, float]:
-    """Image-wise to breast level: the mean of a breast's CC and MLO predictions."""
+    """Image-wise to breast level: the mean of a breast's CC and MLO predictions (sides without
+    any view are left out)."""
     values = {}
     for side in Side:
         views = [v for v in VIEWS if v.side is side and v in per_view]
+        if not views:
+            continue
         values[f"{side.value}_benign"] = float(np.mean([per_view[v][0] for v in views]))
         values[f"{side.value}_malignant"] = float(np.mean([per_view[v][1] for v in views]))
     return values
