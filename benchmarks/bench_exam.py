@@ -197,25 +197,39 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         prepared = _timed(record, "crop", lambda: predictor.prepare(exam))
         heatmaps: dict[Any, Any] = {}
         if "heatmaps" in stages or "imageheatmaps" in stages:
+            from mammocli.heatmaps import Heatmaps
+            from mammocli.views import View
+
+            # --heatmap-views: only these views go through the patch network (to time the
+            # stage at full size in less time); the others get constant stand-in heatmaps.
+            chosen = {View(v) for v in args.heatmap_views.split(",")} if args.heatmap_views \
+                else set(prepared)
+            subset = {v: imgs for v, imgs in prepared.items() if v in chosen}
             if baseline:
                 from mammocli.views import VIEWS
 
-                def run_heatmaps(prepared: Any = prepared, rng: Any = rng) -> dict[Any, Any]:
+                def run_heatmaps(subset: Any = subset, rng: Any = rng) -> dict[Any, Any]:
+                    views = [v for v in VIEWS if v in subset]
                     flat = straightforward.heatmaps(
-                        engine.model, [img.pixels for v in VIEWS for img in prepared[v]],
+                        engine.model, [img.pixels for v in views for img in subset[v]],
                         rng.strides, config, batch_size=config.heatmap_batch_size)
-                    return {v: [flat[i]] for i, v in enumerate(VIEWS)}
+                    return {v: [flat[i]] for i, v in enumerate(views)}
 
                 heatmaps = _timed(record, "heatmaps", run_heatmaps)
                 forwarded = sum(h.patches for hs in heatmaps.values() for h in hs)
             else:
                 before = engine.forwarded
                 heatmaps = _timed(record, "heatmaps",
-                                  lambda p=prepared, r=rng: predictor.compute_heatmaps(p, r))
+                                  lambda p=subset, r=rng: predictor.compute_heatmaps(p, r))
                 forwarded = engine.forwarded - before
             record["heatmaps"]["patches"] = sum(h.patches for hs in heatmaps.values()
                                                 for h in hs)
             record["heatmaps"]["forwarded"] = forwarded
+            for view, imgs in prepared.items():
+                if view not in heatmaps:
+                    heatmaps[view] = [Heatmaps(np.full(i.pixels.shape, 0.5, np.float32),
+                                               np.full(i.pixels.shape, 0.5, np.float32), 0)
+                                      for i in imgs]
         for stage, variant in (("image", VARIANT_IMAGE_ONLY),
                                ("imageheatmaps", VARIANT_IMAGE_AND_HEATMAPS)):
             if stage not in stages:
@@ -257,6 +271,7 @@ def spawn(args: argparse.Namespace, role: str, precision: str, exams: int,
     command = [sys.executable, str(Path(__file__).resolve()), "--role", role,
                "--size", args.size, "--precision", precision, "--stages", args.stages,
                "--tta", str(args.tta), "--device", args.device, "--exams", str(exams),
+               "--heatmap-views", args.heatmap_views, "--threads", str(args.threads),
                "--exam", str(exam), "--weights", str(weights), "--result", str(out)]
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
@@ -289,7 +304,8 @@ def report(args: argparse.Namespace, info: dict[str, Any],
                        np.prod(config.mlo_window) / np.prod(full.mlo_window)])
     lines = [
         f"mammocli exam benchmark  ({time.strftime('%Y-%m-%d %H:%M')}, size {args.size}, "
-        f"TTA {args.tta}, device {args.device})",
+        f"TTA {args.tta}, device {args.device}"
+        + (f", heatmaps of {args.heatmap_views} only" if args.heatmap_views else "") + ")",
         f"machine: {info['cpu']}, {info['cores']} cores, torch threads {info['torch_threads']}, "
         f"ISA {' '.join(info['isa'])}; load average at start "
         f"{' '.join(f'{x:.1f}' for x in info['load_average'])}",
@@ -388,6 +404,12 @@ def main() -> None:
     parser.add_argument("--exams", type=int, default=1,
                         help="mammocli runs this many exams in one process (memory growth)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads in every process (default: torch's choice). On a "
+                        "machine shared with other jobs 1 thread avoids OpenMP barrier stalls")
+    parser.add_argument("--heatmap-views", default="",
+                        help="only these views (e.g. L-CC) through the patch network; the "
+                        "others get stand-in heatmaps (default: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the synthetic exam and weights here (default: a temp dir)")
@@ -400,6 +422,8 @@ def main() -> None:
     unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
         parser.error(f"unknown stage(s) {sorted(unknown)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.role:
         random.seed(0)
         args.result.write_text(json.dumps(worker(args)))
@@ -414,11 +438,11 @@ def main() -> None:
         for round_ in range(args.rounds):
             if not args.skip_baseline:
                 baseline.append(spawn(args, "baseline", "fp32", 1, exam, weights,
-                                      Path(tmp) / f"baseline{round_}.json"))
+                                      workdir / f"baseline{round_}.json"))
             for precision in ours:
                 ours[precision].append(spawn(args, "mammocli", precision,
                                              args.exams if round_ == 0 else 1, exam, weights,
-                                             Path(tmp) / f"{precision}{round_}.json"))
+                                             workdir / f"{precision}{round_}.json"))
     text = report(args, info, baseline, ours)
     print(text)
     if args.output:
