@@ -42,6 +42,13 @@ def _torchvision_block(self: densenet._DenseBlock, x: torch.Tensor) -> torch.Ten
     return torch.cat(features, 1)
 
 
+def _padded_max_pool(self: densenet.SamePadMaxPool, x: torch.Tensor) -> torch.Tensor:
+    """TF-SAME padding computed and applied (copied) on every call."""
+    k = self.kernel_size if isinstance(self.kernel_size, int) else self.kernel_size[0]
+    s = self.stride if isinstance(self.stride, int) else self.stride[0]
+    return torch.nn.functional.max_pool2d(densenet._same_pad(x, k, s), k, s)
+
+
 def _iterative_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | None:
     """The authors' morphology: erode, keep the largest component, dilate (iterations times)."""
     eroded = ndimage.binary_erosion(image > 0, iterations=iterations)
@@ -57,6 +64,7 @@ def _iterative_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | N
 def install() -> None:
     """Switch this process to the straightforward code paths (call before loading models)."""
     densenet._DenseBlock.forward = _torchvision_block  # type: ignore[method-assign]
+    densenet.SamePadMaxPool.forward = _padded_max_pool  # type: ignore[method-assign]
     crop.largest_tissue_mask = _iterative_tissue_mask  # type: ignore[assignment]
 
 

@@ -123,3 +123,11 @@ def test_tf32_needs_cuda_and_fp32_is_float32() -> None:
         configure(Precision.TF32, CPU)
     assert configure(Precision.FP32, CPU) == torch.float32
     assert configure("bf16", CPU) == torch.bfloat16
+
+
+@pytest.mark.parametrize("size", [128, 127, 64, 33, 8])
+def test_same_max_pool_without_padding_copy_is_bit_identical(size: int) -> None:
+    pool = densenet.SamePadMaxPool(3, 2)
+    x = torch.relu(torch.randn(2, 4, size, size))
+    expected = torch.nn.functional.max_pool2d(densenet._same_pad(x, 3, 2), 3, 2)
+    assert torch.equal(pool(x), expected)

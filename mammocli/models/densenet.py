@@ -42,7 +42,17 @@ class SamePadMaxPool(nn.MaxPool2d):
         # Zero padding (as the authors') is harmless here: the input is post-ReLU.
         k = self.kernel_size if isinstance(self.kernel_size, int) else self.kernel_size[0]
         s = self.stride if isinstance(self.stride, int) else self.stride[0]
+        if all(_ceil_mode_is_same(n, k, s) for n in x.shape[-2:]):
+            # SAME padding only at the bottom/right: ceil_mode's clipped last window takes the
+            # same max without copying the (large) padded activation. Bit-identical for x >= 0.
+            return F.max_pool2d(x, k, s, ceil_mode=True)
         return F.max_pool2d(_same_pad(x, k, s), k, s)
+
+
+def _ceil_mode_is_same(size: int, kernel: int, stride: int) -> bool:
+    before, after = same_padding(size, kernel, stride)
+    ceil_out = -(-(size - kernel) // stride) + 1
+    return before == 0 and after < stride and ceil_out == -(-size // stride)
 
 
 def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
