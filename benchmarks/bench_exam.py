@@ -428,9 +428,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads in every process (default: torch's choice). On a "
                         "machine shared with other jobs 1 thread avoids OpenMP barrier stalls")
-    parser.add_argument("--heatmap-views", default="",
+    parser.add_argument("--heatmap-views", default=None,
                         help="only these views (e.g. L-CC) through the patch network; the "
-                        "others get stand-in heatmaps (default: all)")
+                        "others get stand-in heatmaps (default: all; L-CC with --size small)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the synthetic exam and weights here (default: a temp dir)")
@@ -440,6 +440,8 @@ def main() -> None:
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.heatmap_views is None:  # the smoke run stays under a minute
+        args.heatmap_views = "L-CC" if args.size == "small" and not args.role else ""
     unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
         parser.error(f"unknown stage(s) {sorted(unknown)}")

@@ -106,7 +106,8 @@ class Models:
             # Only the ResNet columns change dtype: the small heads stay fp32.
             model.four_view_resnet.to(dtype)
             if dtype != torch.float32:  # oneDNN's fast bf16 convolutions want NHWC
-                model.four_view_resnet.to(memory_format=torch.channels_last)
+                model.four_view_resnet.to(  # type: ignore[call-overload]
+                    memory_format=torch.channels_last)
             breast[variant] = model
         return cls(kind, device, breast, engine, used, precision)
 
