@@ -118,9 +118,9 @@ class HeatmapEngine:
         """`patch_probabilities` of several images, batched across them as the authors do
         (consecutive patches of the exam, so no image ends in a part-empty batch)."""
         p = self.patch
-        sources = []
-        outputs = []
-        todo_parts = []
+        sources: list[torch.Tensor] = []  # per image: unfold views of the normalised image
+        outputs: list[tuple[np.ndarray, np.ndarray]] = []  # per image: (probs, background)
+        todo_parts: list[np.ndarray] = []  # per image: (image, patch, row, col) to forward
         for i, (image, (rows, cols)) in enumerate(zip(images, grids, strict=True)):
             normalized = torch.from_numpy(standardize(image).astype(np.float32))
             sources.append(normalized.unfold(0, p, 1).unfold(1, p, 1))  # (H-p+1, W-p+1, p, p)
