@@ -55,7 +55,7 @@ def patch_offsets(length: int, patch: int, stride: int, rng: random.Random) -> n
 
 def standardize(image: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """The authors' per-image standardisation: population std, floored at 1e-5, in `dtype`."""
-    out = image.astype(dtype, copy=True)
+    out: np.ndarray = image.astype(dtype, copy=True)
     out -= out.mean()
     out /= max(out.std(), 1e-5)
     return out
@@ -96,7 +96,7 @@ class HeatmapEngine:
         self.dtype = dtype
         if dtype != torch.float32:
             self.model = self.model.to(dtype)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.forwarded = 0  # patches actually run through the network (after dedup)
 
     def grid(self, shape: tuple[int, int], rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
