@@ -90,6 +90,8 @@ def view_features(model: SplitBreastModel | ImageBreastModel,
                                                      window))
                 for d in chunk
             ]).to(device=device, dtype=dtype)
+            if dtype != torch.float32:  # approximate modes only: fp32 stays NCHW as verified
+                batch = batch.contiguous(memory_format=torch.channels_last)
             feats.append(model.features(view, batch).float())
         out[view] = torch.cat(feats)
     return out

@@ -31,6 +31,7 @@ from .io.exam import ExamSource
 from .io.load import read_view_image
 from .models.breast import ImageBreastModel, SplitBreastModel
 from .models.loading import load_image_wise, load_patch_classifier, load_view_wise
+from .precision import Precision, configure
 from .prepare import PreparedImage, prepare_image
 from .preprocess.orientation import to_canonical
 from .randomness import ExamRandomness
@@ -72,13 +73,18 @@ class Models:
     breast: dict[str, SplitBreastModel | ImageBreastModel]
     heatmap_engine: HeatmapEngine | None
     weights: list[WeightsUsed] = field(default_factory=list)
+    precision: Precision = Precision.FP32
 
     @classmethod
     def load(cls, kind: ModelKind, variants: tuple[str, ...], locate: Callable[[str], Path],
              device: torch.device, config: PipelineConfig, *,
-             patch_classifier: bool = False) -> Models:
+             patch_classifier: bool = False,
+             precision: Precision | str = Precision.FP32) -> Models:
         """`locate(name)` gives the local path of an official weight file (downloading it if
-        need be). The patch classifier is loaded when a variant or the caller needs heatmaps."""
+        need be). The patch classifier is loaded when a variant or the caller needs heatmaps.
+        `precision` other than fp32 is an opt-in approximation (see `precision.configure`)."""
+        precision = Precision(precision)
+        dtype = configure(precision, device)
         unknown = [v for v in variants if v not in VARIANTS]
         if unknown:
             raise ConfigError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
@@ -89,15 +95,25 @@ class Models:
             used.append(weights_used(PATCH_WEIGHTS, path))
             engine = HeatmapEngine(load_patch_classifier(path), device,
                                    patch_size=config.patch_size, stride=config.patch_stride,
-                                   batch_size=config.heatmap_batch_size)
+                                   batch_size=config.heatmap_batch_size, dtype=dtype)
         breast: dict[str, SplitBreastModel | ImageBreastModel] = {}
         for variant in variants:
             name = BREAST_WEIGHTS[(kind, variant)]
             path = locate(name)
             used.append(weights_used(name, path))
             loader = load_view_wise if kind is ModelKind.VIEW_WISE else load_image_wise
-            breast[variant] = loader(path, CHANNELS[variant]).to(device)
-        return cls(kind, device, breast, engine, used)
+            model = loader(path, CHANNELS[variant]).to(device).eval()
+            # Only the ResNet columns change dtype: the small heads stay fp32.
+            model.four_view_resnet.to(dtype)
+            if dtype != torch.float32:  # oneDNN's fast bf16 convolutions want NHWC
+                model.four_view_resnet.to(  # type: ignore[call-overload]
+                    memory_format=torch.channels_last)
+            breast[variant] = model
+        return cls(kind, device, breast, engine, used, precision)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.precision is Precision.BF16 else torch.float32
 
 
 @dataclass(frozen=True)
@@ -140,8 +156,15 @@ class Predictor:
         engine = self.models.heatmap_engine
         if engine is None:
             raise ConfigError("heatmaps need the patch classifier (image_and_heatmaps variant)")
-        return {view: [engine.heatmaps(img.pixels, rng.strides) for img in prepared[view]]
-                for view in VIEWS if view in prepared}
+        views = [view for view in VIEWS if view in prepared]
+        # All images of the exam in one call: patches are batched across images, and the
+        # stride lists are drawn in the same order (views, then images) as one by one.
+        flat = engine.exam_heatmaps([img.pixels for v in views for img in prepared[v]],
+                                    rng.strides)
+        out: dict[View, list[Heatmaps]] = {}
+        for view in views:
+            out[view], flat = flat[:len(prepared[view])], flat[len(prepared[view]):]
+        return out
 
     def classify(self, variant: str, prepared: Mapping[View, list[PreparedImage]],
                  heatmaps: Mapping[View, list[Heatmaps]] | None, rng: ExamRandomness,
@@ -163,7 +186,8 @@ class Predictor:
         augment = self.config.tta > 0
         draws = draw_windows(images, self.config, rng.tta(variant), augment=augment,
                              epochs=max(self.config.tta, 1))
-        features = view_features(model, images, draws, self.config, self.models.device)
+        features = view_features(model, images, draws, self.config, self.models.device,
+                                 self.models.dtype)
         if isinstance(model, SplitBreastModel):
             return view_wise_probabilities(model, features), None, draws
         per_view = image_wise_probabilities(model, features)
@@ -224,6 +248,7 @@ class Predictor:
             predictions=predictions,
             primary_variant=primary,
             device=str(self.models.device),
+            precision=self.models.precision.value,
             seed=rng.seed,
             rng_mode=self.config.rng_mode.value,
             tta=self.config.tta,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 import torch
@@ -41,6 +42,19 @@ def tune_allocator() -> bool:
         return False
     _tuned = ok
     return ok
+
+
+def configure_threads(threads: int = 0) -> int:
+    """Set torch's intra-op threads: `threads` if given, else at most the CPUs this process may
+    run on (a container's cpuset can be smaller than the machine, and OpenMP threads beyond it
+    stall at every barrier). Returns the count in use."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif hasattr(os, "sched_getaffinity"):
+        allowed = len(os.sched_getaffinity(0))
+        if 0 < allowed < torch.get_num_threads():
+            torch.set_num_threads(allowed)
+    return torch.get_num_threads()
 
 
 def select_device(requested: str = "auto") -> torch.device:

@@ -20,8 +20,9 @@ from ..io.dicom_options import DicomOptions, VoiMode
 from ..io.discover import discover_exams, read_views_csv
 from ..outputs import atomic_write_text
 from ..pipeline import ModelKind, Models, Predictor
+from ..precision import Precision
 from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, to_csv
-from ..runtime import select_device, tune_allocator
+from ..runtime import configure_threads, select_device, tune_allocator
 from ..weights.fetch import resolve_weights
 from .common import handle_errors, report_error, write_stdout
 
@@ -158,10 +159,18 @@ def register(app: typer.Typer) -> None:
                                     help="With -o DIR/: skip exams whose result exists."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace existing output files."),
+        precision: Precision = typer.Option(
+            Precision.FP32, "--precision",
+            help="fp32: exact (default). bf16: networks in bfloat16, faster on CPUs with "
+            "AVX512-BF16/AMX and on GPUs, outputs differ slightly (opt-in). tf32: CUDA only, "
+            "TensorFloat-32 matmuls (opt-in, approximate)."),
+        threads: int = typer.Option(0, "--threads", help="CPU threads for torch (default: the "
+                                    "CPUs this process may use)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     ) -> None:
         """Predict benign and malignant probabilities per breast. Research use only."""
         tune_allocator()
+        configure_threads(threads)
         # A str, not a Path: Path() would drop the trailing "/" that asks for a folder.
         dir_mode = output_arg is not None and _is_dir_target(output_arg)
         output = Path(output_arg) if output_arg is not None else None
@@ -187,7 +196,8 @@ def register(app: typer.Typer) -> None:
         torch_device = select_device(device)
         log.info("device: %s", torch_device)
         models = Models.load(model, chosen, weights_locator(weights_dir, not quiet),
-                             torch_device, config, patch_classifier=save_heatmaps is not None)
+                             torch_device, config, patch_classifier=save_heatmaps is not None,
+                             precision=precision)
         predictor = Predictor(models, config, flip_mode=horizontal_flip,
                               need_heatmaps=save_heatmaps is not None, dicom=dicom)
 
@@ -247,14 +257,23 @@ def register(app: typer.Typer) -> None:
         horizontal_flip: FlipMode = typer.Option(FlipMode.AUTO, "--horizontal-flip"),
         device: str = typer.Option("auto", "--device"),
         pipeline_config: Path | None = typer.Option(None, "--pipeline-config"),
+        precision: Precision = typer.Option(
+            Precision.FP32, "--precision",
+            help="fp32: exact (default). bf16: networks in bfloat16, faster on CPUs with "
+            "AVX512-BF16/AMX and on GPUs, outputs differ slightly (opt-in). tf32: CUDA only, "
+            "TensorFloat-32 matmuls (opt-in, approximate)."),
+        threads: int = typer.Option(0, "--threads", help="CPU threads for torch (default: the "
+                                    "CPUs this process may use)."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Write benign/malignant heatmaps per view: arrays, PNG overlays and a JSON index."""
         tune_allocator()
+        configure_threads(threads)
         config = load_pipeline_config(pipeline_config, seed=seed, rng_mode=rng_stream)
         exams = discover_exams(path)
         models = Models.load(ModelKind.VIEW_WISE, (), weights_locator(weights_dir, not quiet),
-                             select_device(device), config, patch_classifier=True)
+                             select_device(device), config, patch_classifier=True,
+                             precision=precision)
         predictor = Predictor(models, config, flip_mode=horizontal_flip, need_heatmaps=True)
         failures = []
         for outcome in run_exams(exams, predictor):

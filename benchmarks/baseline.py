@@ -1,0 +1,136 @@
+"""A straightforward implementation of the same method, the yardstick of bench_exam.py.
+
+Written the obvious way on purpose (and kept out of the package): crop masks by 100 iterations of
+binary erosion/dilation, patches cut one by one into a float64 array with three identical
+channels, batch 100, fp32 NCHW, TF-SAME padding computed per call, torchvision's DenseNet
+(torch.cat of all earlier features in every layer), the default allocator, and each test-time
+augmentation window run on its own (batch size 1), rebuilding the view's input every time. The
+random draws are the authors' (same stride lists and windows as mammocli), so the outputs agree
+within float rounding.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from mammocli.classify import ClassifierImage, draw_windows
+from mammocli.config import PipelineConfig
+from mammocli.heatmaps import Heatmaps, patch_offsets
+from mammocli.models import densenet
+from mammocli.models.breast import SplitBreastModel
+from mammocli.models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier
+from mammocli.preprocess import crop
+from mammocli.preprocess.window import cut_window, standardize_image_channel
+from mammocli.views import LABELS, VIEWS, Angle, View
+
+
+def _torchvision_layer(self: densenet._DenseLayer, features: list[torch.Tensor]) -> torch.Tensor:
+    x = torch.cat(features, 1)
+    x = self.conv1(self.relu1(self.norm1(x)))
+    return self.conv2(self.relu2(self.norm2(x)))
+
+
+def _torchvision_block(self: densenet._DenseBlock, x: torch.Tensor) -> torch.Tensor:
+    features = [x]
+    for layer in self.values():
+        features.append(_torchvision_layer(layer, features))
+    return torch.cat(features, 1)
+
+
+def _padded_max_pool(self: densenet.SamePadMaxPool, x: torch.Tensor) -> torch.Tensor:
+    """TF-SAME padding computed and applied (copied) on every call."""
+    k = self.kernel_size if isinstance(self.kernel_size, int) else self.kernel_size[0]
+    s = self.stride if isinstance(self.stride, int) else self.stride[0]
+    return torch.nn.functional.max_pool2d(densenet._same_pad(x, k, s), k, s)
+
+
+def _iterative_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | None:
+    """The authors' morphology: erode, keep the largest component, dilate (iterations times)."""
+    eroded = ndimage.binary_erosion(image > 0, iterations=iterations)
+    labels, count = ndimage.label(eroded)
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    largest = labels == int(np.argmax(sizes))
+    return ndimage.binary_dilation(largest, iterations=iterations)
+
+
+def install() -> None:
+    """Switch this process to the straightforward code paths (call before loading models)."""
+    densenet._DenseBlock.forward = _torchvision_block  # type: ignore[method-assign]
+    densenet.SamePadMaxPool.forward = _padded_max_pool  # type: ignore[method-assign]
+    crop.largest_tissue_mask = _iterative_tissue_mask  # type: ignore[assignment]
+
+
+def standardize64(image: np.ndarray) -> np.ndarray:
+    out = image.astype(np.float64)
+    out -= out.mean()
+    out /= max(out.std(), 1e-5)
+    return out
+
+
+@torch.inference_mode()
+def heatmaps(model: PatchClassifier, images: Sequence[np.ndarray], rng: random.Random,
+             config: PipelineConfig, batch_size: int = 100) -> list[Heatmaps]:
+    """Every patch of every image through the network, batches straddling images."""
+    p, stride = config.patch_size, config.patch_stride
+    model = model.eval()
+    jobs = []  # (image index, row, col), the authors' order: images, columns outer, rows inner
+    grids = []
+    normalized = []
+    for i, image in enumerate(images):
+        rows = patch_offsets(image.shape[0], p, stride, rng)
+        cols = patch_offsets(image.shape[1], p, stride, rng)
+        grids.append((rows, cols))
+        normalized.append(standardize64(image))
+        jobs += [(i, int(r), int(c)) for c in cols for r in rows]
+    probs = np.empty((len(jobs), 4), dtype=np.float32)
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        batch = np.empty((len(chunk), 3, p, p), dtype=np.float64)
+        for k, (i, r, c) in enumerate(chunk):
+            patch = normalized[i][r:r + p, c:c + p]
+            for channel in range(3):
+                batch[k, channel] = patch
+        logits = model(torch.from_numpy(batch).float())
+        probs[start:start + len(chunk)] = torch.softmax(logits, dim=1).numpy()
+    out = []
+    for i, image in enumerate(images):
+        prob_b = np.zeros(image.shape, np.float32)
+        prob_m = np.zeros(image.shape, np.float32)
+        count = np.zeros(image.shape, np.float32)
+        for k in (k for k, job in enumerate(jobs) if job[0] == i):
+            _, r, c = jobs[k]
+            prob_b[r:r + p, c:c + p] += probs[k, BENIGN_CLASS]
+            prob_m[r:r + p, c:c + p] += probs[k, MALIGNANT_CLASS]
+            count[r:r + p, c:c + p] += 1
+        out.append(Heatmaps(benign=prob_b / count, malignant=prob_m / count,
+                            patches=len(grids[i][0]) * len(grids[i][1])))
+    return out
+
+
+@torch.inference_mode()
+def view_wise(model: SplitBreastModel, images: Mapping[View, Sequence[ClassifierImage]],
+              config: PipelineConfig, rng: np.random.RandomState, tta: int) -> dict[str, float]:
+    """Each augmented window on its own, batch size 1, input rebuilt per draw."""
+    model = model.eval()
+    draws = draw_windows(images, config, rng, augment=tta > 0, epochs=max(tta, 1))
+    with_heatmaps = model.input_channels == 3
+    features: dict[View, list[torch.Tensor]] = {v: [] for v in VIEWS}
+    for d in draws:
+        image = images[d.view][d.image_index]
+        joint = image.joint(with_heatmaps)
+        x = standardize_image_channel(cut_window(joint, d.pads, d.record,
+                                                 config.window(d.view.angle)))
+        features[d.view].append(model.features(d.view, x[None]))
+    logp = model.heads({v: torch.cat(f) for v, f in features.items()})
+    cc = torch.exp(logp[Angle.CC].double())[..., 1]
+    mlo = torch.exp(logp[Angle.MLO].double())[..., 1]
+    per_label = ((cc + mlo) / 2).mean(dim=0)
+    return {label: float(per_label[i]) for i, label in enumerate(LABELS)}

@@ -1,0 +1,133 @@
+"""Speed work: the exact path stays exact, and each opt-in approximate precision stays within a
+bound of fp32 on a small synthetic case (random official-format weights, small pipeline)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mammocli.config import PipelineConfig
+from mammocli.errors import ConfigError
+from mammocli.heatmaps import HeatmapEngine
+from mammocli.io.discover import read_exam_folder
+from mammocli.models import densenet
+from mammocli.models.densenet import PatchClassifier
+from mammocli.pipeline import ModelKind, Models, Predictor
+from mammocli.precision import Precision, configure
+from mammocli.randomness import ExamRandomness
+from mammocli.results import VARIANT_IMAGE_ONLY
+from mammocli.synthetic import _randomise, phantom, write_exam, write_random_weights
+
+# Measured deviations from fp32 on these cases are far smaller (see README "Performance");
+# the bounds leave room for other CPUs' bf16 kernels while still catching a broken mode.
+BF16_PATCH_BOUND = 0.05
+BF16_BREAST_BOUND = 0.05
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> object:
+    """These tests are small; one thread avoids OpenMP barrier stalls when the machine is
+    shared with other jobs (many times slower with 2 threads on a loaded 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_random_weights(tmp_path_factory.mktemp("weights"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def exam(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_exam(tmp_path_factory.mktemp("exam") / "e1", shape=(320, 240), seed=3)
+
+
+def _torchvision_block(block: densenet._DenseBlock, x: torch.Tensor) -> torch.Tensor:
+    features = [x]
+    for layer in block.values():
+        features.append(layer(torch.cat(features, 1)))
+    return torch.cat(features, 1)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_dense_block_buffer_is_bit_identical_to_concatenation(channels_last: bool) -> None:
+    torch.manual_seed(0)
+    model = _randomise(PatchClassifier(), 0)
+    block = model.features.denseblock1
+    x = torch.randn(3, 64, 16, 16)
+    if channels_last:
+        block = block.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.equal(block(x), _torchvision_block(block, x))
+
+
+def test_patches_batched_across_images_match_one_image_at_a_time() -> None:
+    rng = np.random.default_rng(1)
+    images = [phantom((150, 110), rng), phantom((130, 120), rng)]
+    engine = HeatmapEngine(_randomise(PatchClassifier(), 0), CPU, patch_size=64, stride=30,
+                           batch_size=7)
+    grids = [engine.grid(im.shape, random.Random(i)) for i, im in enumerate(images)]
+    together = engine.exam_patch_probabilities(images, grids)
+    for image, grid, joint in zip(images, grids, together, strict=True):
+        alone = engine.patch_probabilities(image, *grid)
+        np.testing.assert_allclose(joint, alone, rtol=0, atol=1e-5)
+
+
+def test_bf16_patch_probabilities_stay_close_to_fp32() -> None:
+    image = phantom((160, 120), np.random.default_rng(2))
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        engine = HeatmapEngine(_randomise(PatchClassifier(), 0), CPU, patch_size=64, stride=30,
+                               batch_size=16, dtype=dtype)
+        assert next(engine.model.parameters()).dtype == dtype
+        out[dtype] = engine.patch_probabilities(image, *engine.grid(image.shape,
+                                                                    random.Random(0)))
+        assert out[dtype].dtype == np.float32
+    deviation = np.abs(out[torch.float32] - out[torch.bfloat16]).max()
+    assert deviation < BF16_PATCH_BOUND
+
+
+def test_bf16_breast_predictions_stay_close_to_fp32_and_are_recorded(weights: Path,
+                                                                      exam: Path) -> None:
+    config = PipelineConfig.small(tta=2)
+    source = read_exam_folder(exam)
+    results = {}
+    for precision in (Precision.FP32, Precision.BF16):
+        # Image-only keeps this fast; the patch network's bf16 path has its own test above.
+        models = Models.load(ModelKind.VIEW_WISE, (VARIANT_IMAGE_ONLY,),
+                             lambda name: weights / name, CPU, config, precision=precision)
+        assert models.precision is precision
+        result = Predictor(models, config).run(source, ExamRandomness(0)).result
+        assert result is not None and result.precision == precision.value
+        results[precision] = result
+    for variant in (VARIANT_IMAGE_ONLY,):
+        a = results[Precision.FP32].predictions[variant]
+        b = results[Precision.BF16].predictions[variant]
+        for side in ("left", "right"):
+            for label in ("benign", "malignant"):
+                x = getattr(getattr(a, side), label)
+                y = getattr(getattr(b, side), label)
+                assert abs(x - y) < BF16_BREAST_BOUND, (variant, side, label, x, y)
+
+
+def test_tf32_needs_cuda_and_fp32_is_float32() -> None:
+    with pytest.raises(ConfigError, match="CUDA"):
+        configure(Precision.TF32, CPU)
+    assert configure(Precision.FP32, CPU) == torch.float32
+    assert configure("bf16", CPU) == torch.bfloat16
+
+
+@pytest.mark.parametrize("size", [128, 127, 64, 33, 8])
+def test_same_max_pool_without_padding_copy_is_bit_identical(size: int) -> None:
+    pool = densenet.SamePadMaxPool(3, 2)
+    x = torch.relu(torch.randn(2, 4, size, size))
+    expected = torch.nn.functional.max_pool2d(densenet._same_pad(x, 3, 2), 3, 2)
+    assert torch.equal(pool(x), expected)
