@@ -194,7 +194,8 @@ class HeatmapEngine:
                                  self.patch, padded.shape)
             out.append(Heatmaps(benign=benign[:height, :width],
                                 malignant=malignant[:height, :width],
-                                patches=len(rows) * len(cols)))
+                                patches=len(rows) * len(cols),
+                                patch_probabilities=probs.reshape(-1, 4)))
         return out
 
 
