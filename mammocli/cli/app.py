@@ -34,12 +34,14 @@ def _register() -> None:
     # One line per command module; each module exposes `register(app)`.
     from . import info, predict
     from . import sample as sample_cmd
+    from . import train as train_cmd
     from . import weights as weights_cmd
 
     predict.register(app)
     info.register(app)
     weights_cmd.register(app)
     sample_cmd.register(app)
+    train_cmd.register(app)
 
 
 _register()
