@@ -60,6 +60,11 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, str]:
     state, source = initial_state(config)
     if state is not None:
         load_strict(model, state, Path(source).name)
+    if isinstance(model, SplitBreastModel | ImageBreastModel):
+        # The training noise is added per sample by the dataset (seeded by sample, epoch and
+        # seed), not per batch from the global generator: so resume is exact and DDP equals
+        # one process. std is not saved in the state dict; exported files are unaffected.
+        model.noise.std = 0.0
     return model, source
 
 
