@@ -1,7 +1,7 @@
 """Synthetic training data for tests and demos: breast phantoms (mammocli.synthetic.phantom)
 with lesion-like masses, their masks, and the CSV manifests of both tasks.
 
-Malignant masses are solid bright blobs, benign ones bright rings (cyst-like rims): different
+Malignant masses are dense (bright) blobs, benign ones radiolucent (dark) blobs: different
 enough for a small network to tell apart after a short training. Not patient data.
 """
 
@@ -30,13 +30,14 @@ def add_lesion(image: np.ndarray, rng: np.random.Generator, kind: str, *,
     k = rng.integers(len(ys))
     yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
     distance = np.hypot(yy - ys[k], xx - xs[k])
-    if kind == MALIGNANT:
-        profile = np.exp(-(distance / radius) ** 2)
-    else:
-        profile = np.exp(-((distance - radius) / (radius * 0.25)) ** 2)
+    profile = np.exp(-(distance / radius) ** 2)
     mask = (profile > 0.5) & tissue
-    out = image.astype(np.float64) + contrast * 65535 * profile * tissue
-    return np.clip(out, 0, 65535).astype(np.uint16), mask
+    # Malignant: a dense (bright) mass; benign: a radiolucent (dark, fat-containing) one, as
+    # oil cysts and lipomas, which BI-RADS calls benign on sight.
+    sign = 1.0 if kind == MALIGNANT else -0.6
+    out = image.astype(np.float64) + sign * contrast * 65535 * profile * tissue
+    # Tissue stays non-zero: zero is background for the crop and the patch classes.
+    return np.where(tissue, np.clip(out, 1, 65535), 0).astype(np.uint16), mask
 
 
 def write_breast_dataset(root: Path, exams: int, *, shape: tuple[int, int] = (320, 240),
