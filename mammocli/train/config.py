@@ -44,7 +44,7 @@ class _Strict(BaseModel):
 
 
 class InitConfig(_Strict):
-    from_: InitFrom = Field(InitFrom.OFFICIAL, alias="from")
+    from_: InitFrom = Field(default=InitFrom.OFFICIAL, alias="from")
     path: Path | None = None  # with from: checkpoint
     weights_dir: Path | None = None  # with from: official; default: the verified cache
 
@@ -60,7 +60,7 @@ class InitConfig(_Strict):
 class ModelConfig(_Strict):
     kind: ModelKindName = ModelKindName.VIEW_WISE  # breast task only
     variant: Variant = Variant.IMAGE_ONLY  # breast task only
-    init: InitConfig = InitConfig()
+    init: InitConfig = Field(default_factory=InitConfig)
     # The patch classifier that computes heatmaps for the image-and-heatmaps variant: a weight
     # file in the official format, or null for the official (or registered) one.
     patch_weights: Path | None = None
@@ -71,21 +71,21 @@ class PatchSampling(_Strict):
     """Patches drawn per image per epoch, per class (0 malignant, 1 benign, 2 outside the breast,
     3 negative breast tissue). A lesion patch is centred on a pixel of its mask."""
 
-    malignant: int = Field(4, ge=0)
-    benign: int = Field(4, ge=0)
-    outside: int = Field(2, ge=0)
-    negative: int = Field(4, ge=0)
+    malignant: int = Field(default=4, ge=0)
+    benign: int = Field(default=4, ge=0)
+    outside: int = Field(default=2, ge=0)
+    negative: int = Field(default=4, ge=0)
     # A patch is "outside" when at most this fraction of it is breast tissue.
-    max_tissue_outside: float = Field(0.05, ge=0, le=1)
+    max_tissue_outside: float = Field(default=0.05, ge=0, le=1)
 
 
 class DataConfig(_Strict):
     train: Path  # CSV manifest
     val: Path | None = None  # CSV manifest; else a `split` column or a patient-level hold-out
-    val_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
     cache_dir: Path | None = None  # prepared images and heatmaps; default: <output_dir>/cache
-    patches: PatchSampling = PatchSampling()
-    val_patches_per_image: int = Field(8, gt=0)  # per class, fixed draw for validation
+    patches: PatchSampling = Field(default_factory=PatchSampling)
+    val_patches_per_image: int = Field(default=8, gt=0)  # per class, fixed draw for validation
 
 
 class OptimizerName(str, Enum):
@@ -102,16 +102,16 @@ class ScheduleName(str, Enum):
 
 class OptimizerConfig(_Strict):
     name: OptimizerName = OptimizerName.ADAM
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # SGD only
 
 
 class ScheduleConfig(_Strict):
     name: ScheduleName = ScheduleName.CONSTANT
-    step_epochs: int = Field(10, gt=0)  # step: decay every this many epochs
-    gamma: float = Field(0.1, gt=0, le=1)
-    warmup_steps: int = Field(0, ge=0)
+    step_epochs: int = Field(default=10, gt=0)  # step: decay every this many epochs
+    gamma: float = Field(default=0.1, gt=0, le=1)
+    warmup_steps: int = Field(default=0, ge=0)
 
 
 class PipelineSizes(_Strict):
@@ -119,13 +119,13 @@ class PipelineSizes(_Strict):
 
     cc_window: tuple[int, int] | None = None
     mlo_window: tuple[int, int] | None = None
-    crop_iterations: int | None = Field(None, ge=0)
-    crop_buffer: int | None = Field(None, ge=0)
-    patch_size: int | None = Field(None, gt=0)
-    patch_stride: int | None = Field(None, gt=0)
-    heatmap_batch_size: int | None = Field(None, gt=0)
+    crop_iterations: int | None = Field(default=None, ge=0)
+    crop_buffer: int | None = Field(default=None, ge=0)
+    patch_size: int | None = Field(default=None, gt=0)
+    patch_stride: int | None = Field(default=None, gt=0)
+    heatmap_batch_size: int | None = Field(default=None, gt=0)
     max_crop_noise: tuple[int, int] | None = None
-    max_crop_size_noise: int | None = Field(None, ge=0)
+    max_crop_size_noise: int | None = Field(default=None, ge=0)
 
     def apply(self, base: PipelineConfig) -> PipelineConfig:
         return base.with_(**self.model_dump(exclude_none=True))
@@ -135,22 +135,23 @@ class TrainConfig(_Strict):
     task: Task
     data: DataConfig
     output_dir: Path
-    model: ModelConfig = ModelConfig()
-    optimizer: OptimizerConfig = OptimizerConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    pipeline: PipelineSizes = PipelineSizes()
-    epochs: int = Field(10, gt=0)
-    batch_size: int = Field(4, gt=0)  # per process; the global batch is this x processes
-    grad_accum: int = Field(1, gt=0)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    pipeline: PipelineSizes = Field(default_factory=PipelineSizes)
+    epochs: int = Field(default=10, gt=0)
+    batch_size: int = Field(default=4, gt=0)  # per process; the global batch is this x processes
+    grad_accum: int = Field(default=1, gt=0)
     amp: bool = False  # bf16 autocast on CPU, fp16 with loss scaling on CUDA
     seed: int = 0
-    workers: int = Field(0, ge=0)
-    noise_std: float = Field(0.01, ge=0)  # Gaussian input noise in training (breast task)
+    workers: int = Field(default=0, ge=0)
+    noise_std: float = Field(default=0.01, ge=0)  # Gaussian input noise in training (breast task)
     augment: bool = True  # the authors' random windows in training (breast task)
     device: str = "auto"
     # Also save last.pt every N optimiser steps (0: only at the end of each epoch).
-    checkpoint_every: int = Field(0, ge=0)
-    max_steps: int | None = Field(None, gt=0)  # stop (resumably) after this many optimiser steps
+    checkpoint_every: int = Field(default=0, ge=0)
+    # Stop (resumably: continue with --resume) after this many optimiser steps.
+    max_steps: int | None = Field(default=None, gt=0)
     monitor: str = "mean_auroc"  # metric that picks best.pt (higher is better)
 
     def pipeline_config(self) -> PipelineConfig:

@@ -175,11 +175,11 @@ def _read_mask(path: Path | None, shape: tuple[int, int], where: str) -> np.ndar
         return np.zeros(shape, dtype=bool)
     try:
         with Image.open(path) as im:
-            mask = np.asarray(im) > 0
+            mask: np.ndarray = np.asarray(im) > 0
     except OSError as exc:
         raise InputError(f"{where}: cannot read mask {path.name} ({exc})") from exc
     if mask.ndim == 3:
-        mask = mask.any(axis=2)
+        mask = np.asarray(mask.any(axis=2))
     if mask.shape != shape:
         raise InputError(f"{where}: mask {path.name} is {mask.shape}, the image {shape}")
     return mask

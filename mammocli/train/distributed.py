@@ -7,14 +7,15 @@ Without those variables everything degrades to one process and no process group.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,11 @@ class ResumableSampler(Sampler[int]):
     With one process it is the plain seeded shuffle, so a single-process run with batch
     B x world sees the same global batches as a DDP run with B per process."""
 
-    def __init__(self, dataset: Sized, info: DistInfo, *, shuffle: bool, seed: int) -> None:
-        self.inner = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
-                                        shuffle=shuffle, seed=seed, drop_last=False)
+    def __init__(self, dataset: Dataset[Any], info: DistInfo, *, shuffle: bool, seed: int,
+                 ) -> None:
+        self.inner: DistributedSampler[int] = DistributedSampler(
+            dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed,
+            drop_last=False)
         self.skip = 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:

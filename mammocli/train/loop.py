@@ -104,9 +104,8 @@ def evaluate(model: nn.Module, spec: TaskSpec, loader: DataLoader[Any],
     scores, targets, losses = [], [], []
     with torch.no_grad():
         for batch in loader:
-            batch = move(batch, device)
-            losses.append(float(spec.loss(model, batch)) * len(batch[1]))
-            s, t = spec.scores(model, batch)
+            loss, s, t = spec.evaluate_batch(model, move(batch, device))
+            losses.append(float(loss) * len(t))
             scores.append(s.cpu().numpy())
             targets.append(t.cpu().numpy())
     model.train(was_training)

@@ -85,7 +85,7 @@ def write_patch_dataset(root: Path, images: int, *, shape: tuple[int, int] = (25
                                                 radius_fraction=0.05)
         name = f"img{i:03d}"
         write_png16(root / f"{name}.png", image)
-        row = {"image": f"{name}.png", "benign_mask": "", "malignant_mask": "",
+        row: dict[str, object] = {"image": f"{name}.png", "benign_mask": "", "malignant_mask": "",
                "patient": f"p{i:03d}"}
         for kind, mask in masks.items():
             write_png16(root / f"{name}_{kind}.png", mask.astype(np.uint16) * 65535)

@@ -106,7 +106,9 @@ class TaskSpec:
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         inputs, target = batch
-        out = self._forward(model, inputs)
+        return self.loss_of(self._forward(model, inputs), target)
+
+    def loss_of(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.task is Task.PATCH:
             return F.cross_entropy(out.float(), target)
         if self.kind is ModelKindName.VIEW_WISE:
@@ -114,15 +116,20 @@ class TaskSpec:
             per_sample = _nll(out[Angle.CC].float(), target) + _nll(out[Angle.MLO].float(), target)
         else:
             # Each view's head predicts its own breast (rows 0 benign, 1 malignant).
-            per_sample = sum(_nll(out[v].float()[:, :2], breast_side_labels(target, v.side))
-                             for v in VIEWS)
+            per_sample = torch.stack([
+                _nll(out[v].float()[:, :2], breast_side_labels(target, v.side)) for v in VIEWS
+            ]).sum(dim=0)
         return per_sample.mean()
 
     @torch.no_grad()
-    def scores(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, metrics) probabilities and (N, metrics) 0/1 targets."""
+    def evaluate_batch(self, model: nn.Module, batch: Any,
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward pass: (loss, (N, metrics) probabilities, (N, metrics) 0/1 targets)."""
         inputs, target = batch
         out = self._forward(model, inputs)
+        return (self.loss_of(out, target), *self.scores_of(out, target))
+
+    def scores_of(self, out: Any, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.task is Task.PATCH:
             p = torch.softmax(out.float(), dim=1)
             return p[:, [MALIGNANT, BENIGN]], torch.stack(
