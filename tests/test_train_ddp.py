@@ -40,7 +40,7 @@ def test_torchrun_two_processes_match_one(tmp_path: Path, manifest: Path) -> Non
     one_cfg = write_config(tmp_path / "one.yaml",
                            breast_config(manifest, tmp_path / "one", batch_size=4, **common))
     ddp = _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                "--master-port", "29517", "-m", "mammocli", "train", "--config", str(ddp_cfg),
+                "--standalone", "-m", "mammocli", "train", "--config", str(ddp_cfg),
                 "--quiet"], tmp_path)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = _run([sys.executable, "-m", "mammocli", "train", "--config", str(one_cfg), "--quiet"],

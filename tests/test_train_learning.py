@@ -55,10 +55,12 @@ def test_patch_classifier_learns(tmp_path: Path) -> None:
 
 
 def test_view_wise_breast_model_learns(tmp_path: Path) -> None:
+    # 48 exams: 34 train, 14 validation (split by patient); measured: chance after epoch 1,
+    # mean AUROC 0.93 after 3 epochs and 1.0 after 4.
     manifest = write_breast_dataset(tmp_path / "data", 48, shape=(120, 90), seed=1,
-                                    contrast=0.5, radius_fraction=0.12)
-    config = _config(breast_config(manifest, tmp_path / "run", epochs=6, batch_size=4,
-                                   optimizer={"lr": 5e-4}, seed=0,
+                                    contrast=0.8, radius_fraction=0.15)
+    config = _config(breast_config(manifest, tmp_path / "run", epochs=4, batch_size=4,
+                                   optimizer={"lr": 1e-3}, seed=0,
                                    data={"val_fraction": 0.3}), tmp_path)
     untrained = _untrained_auroc(config)
     result = train(config, show_progress=False)
