@@ -108,3 +108,28 @@ def test_patch_finetune_exports_bare_densenet(tmp_path: Path, weights: Path) -> 
     trained = load_patch_classifier(path)
     original = load_patch_classifier(weights / "sample_patch_model.p")
     assert not torch.equal(trained.classifier.weight, original.classifier.weight)
+
+
+def test_patch_from_checkpoint_with_accumulation_and_amp(tmp_path: Path, weights: Path) -> None:
+    """Init from a checkpoint file, gradient accumulation, bf16 autocast on CPU, cosine schedule
+    with warm-up: runs to the end and exports."""
+    manifest = write_patch_dataset(tmp_path / "data", 4, shape=(96, 72), seed=6, contrast=0.5)
+    doc = {
+        "task": "patch",
+        "data": {"train": str(manifest), "val_fraction": 0.25,
+                 "patches": {"malignant": 2, "benign": 2, "outside": 1, "negative": 2},
+                 "val_patches_per_image": 2},
+        "output_dir": str(tmp_path / "run"),
+        "model": {"init": {"from": "checkpoint", "path": str(weights / "sample_patch_model.p")},
+                  "freeze_bn": True},
+        "optimizer": {"name": "sgd", "lr": 1e-3},
+        "schedule": {"name": "cosine", "warmup_steps": 1},
+        "pipeline": {"patch_size": 32},
+        "epochs": 1, "batch_size": 4, "grad_accum": 2, "amp": True, "device": "cpu",
+    }
+    result = runner.invoke(app, ["train", "--config",
+                                 str(write_config(tmp_path / "p.yaml", doc)), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = _summary(result.stdout)
+    assert summary["finished"] is True and summary["steps"] >= 1
+    assert (tmp_path / "run" / "export" / "sample_patch_model.p").is_file()
