@@ -44,7 +44,9 @@ def test_patch_classifier_learns(tmp_path: Path) -> None:
         "model": {"init": {"from": "random"}},
         "optimizer": {"name": "adam", "lr": 3e-4},
         "pipeline": {"patch_size": 32},
-        "epochs": 4, "batch_size": 16, "seed": 0, "device": "cpu",
+        # Measured (constant lr, so the first epochs do not depend on the count): untrained
+        # 0.64, mean AUROC 0.71, 0.85, 0.96 after epochs 1-3.
+        "epochs": 3, "batch_size": 16, "seed": 0, "device": "cpu",
     }, tmp_path)
     untrained = _untrained_auroc(config)
     result = train(config, show_progress=False)
