@@ -35,6 +35,7 @@ def _register() -> None:
     from . import evaluate, hybrid, info, predict
     from . import reproduce as reproduce_cmd
     from . import sample as sample_cmd
+    from . import train as train_cmd
     from . import weights as weights_cmd
 
     predict.register(app)
@@ -44,6 +45,7 @@ def _register() -> None:
     hybrid.register(app)
     evaluate.register(app)
     reproduce_cmd.register(app)
+    train_cmd.register(app)
 
 
 _register()

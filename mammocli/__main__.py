@@ -1,0 +1,5 @@
+"""`python -m mammocli ...` (also `torchrun -m mammocli train ...`)."""
+
+from .cli.app import main
+
+main()

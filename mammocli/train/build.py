@@ -1,0 +1,106 @@
+"""From a validated config to ready datasets: manifests read and checked, validation split by
+patient, exams prepared (and heatmaps computed) once into the cache. Everything here runs before
+the first training step, so bad data fails early with the row that is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from ..config import PipelineConfig
+from ..errors import ConfigError
+from ..heatmaps import HeatmapEngine
+from ..models.loading import load_patch_classifier
+from ..pipeline import PATCH_WEIGHTS
+from ..weights.fetch import resolve_weights
+from .config import Task, TrainConfig, Variant
+from .data import BreastDataset, PatchDataset, load_patch_image, prepare_exams
+from .manifest import read_breast_manifest, read_patch_manifest, split_rows
+
+
+@dataclass
+class Datasets:
+    train: Dataset[Any]
+    val: Dataset[Any]
+    card: dict[str, Any] = field(default_factory=dict)  # what the model card says about data
+    patch_weights: Path | None = None  # the patch model behind the heatmaps, if any
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest_card(config: TrainConfig, n_train: int, n_val: int, unit: str) -> dict[str, Any]:
+    manifests = {"train": str(config.data.train), "train_sha256": sha256(config.data.train)}
+    if config.data.val is not None:
+        manifests.update(val=str(config.data.val), val_sha256=sha256(config.data.val))
+    return {"task": config.task.value, **manifests, f"train_{unit}": n_train,
+            f"val_{unit}": n_val}
+
+
+def build_datasets(config: TrainConfig, pipeline: PipelineConfig, device: torch.device,
+                   advance: Callable[[], None] | None = None) -> Datasets:
+    if config.task is Task.PATCH:
+        return _patch_datasets(config, pipeline)
+    return _breast_datasets(config, pipeline, device, advance)
+
+
+def _patch_datasets(config: TrainConfig, pipeline: PipelineConfig) -> Datasets:
+    rows = read_patch_manifest(config.data.train)
+    val_rows = read_patch_manifest(config.data.val) if config.data.val else None
+    train_rows, val_rows = split_rows(rows, val_rows, config.data.val_fraction, config.seed)
+    if not train_rows or not val_rows:
+        raise ConfigError("the patch task needs both training and validation images")
+    sampling = config.data.patches
+    p = pipeline.patch_size
+    counts = (sampling.malignant, sampling.benign, sampling.outside, sampling.negative)
+    train = PatchDataset([load_patch_image(r, p, sampling) for r in train_rows], p, counts,
+                         train=True, seed=config.seed)
+    val = PatchDataset([load_patch_image(r, p, sampling) for r in val_rows], p,
+                       (config.data.val_patches_per_image,) * 4, train=False, seed=config.seed)
+    if len(train) == 0:
+        raise ConfigError("no training patch can be drawn; check the masks and data.patches")
+    return Datasets(train, val, _manifest_card(config, len(train_rows), len(val_rows), "images"))
+
+
+def _breast_datasets(config: TrainConfig, pipeline: PipelineConfig, device: torch.device,
+                     advance: Callable[[], None] | None) -> Datasets:
+    rows = read_breast_manifest(config.data.train)
+    val_rows = read_breast_manifest(config.data.val) if config.data.val else None
+    train_rows, val_rows = split_rows(rows, val_rows, config.data.val_fraction, config.seed)
+    if not train_rows or not val_rows:
+        raise ConfigError("the breast task needs both training and validation exams")
+    heatmaps = config.model.variant is Variant.IMAGE_AND_HEATMAPS
+    engine = None
+    engine_id = ""
+    patch_path = None
+    if heatmaps:
+        patch_path = config.model.patch_weights or resolve_weights(
+            PATCH_WEIGHTS, weights_dir=config.model.init.weights_dir, progress=False)
+        engine = HeatmapEngine(load_patch_classifier(patch_path), device,
+                               patch_size=pipeline.patch_size, stride=pipeline.patch_stride,
+                               batch_size=pipeline.heatmap_batch_size)
+        engine_id = f"{sha256(patch_path)}:{pipeline.patch_size}:{pipeline.patch_stride}"
+    cache = config.data.cache_dir or config.output_dir / "cache"
+    train_items = prepare_exams(train_rows, pipeline, cache, engine, engine_id, config.seed,
+                                advance)
+    val_items = prepare_exams(val_rows, pipeline, cache, engine, engine_id, config.seed, advance)
+    common = {"seed": config.seed, "with_heatmaps": heatmaps}
+    train = BreastDataset(train_items, pipeline, train=True, noise_std=config.noise_std,
+                          augment=config.augment, **common)  # type: ignore[arg-type]
+    val = BreastDataset(val_items, pipeline, train=False, **common)  # type: ignore[arg-type]
+    card = _manifest_card(config, len(train_items), len(val_items), "exams")
+    if patch_path is not None:
+        card["heatmaps_patch_model_sha256"] = sha256(patch_path)
+    return Datasets(train, val, card, patch_path)
+

@@ -1,0 +1,318 @@
+"""The training loop: one process or many (torchrun), exact resume, validation AUROC per label
+each epoch, best and last checkpoints, JSON Lines metrics, export at the end.
+
+Exact resume: the data order of an epoch comes from (seed, epoch), each sample's randomness from
+(seed, epoch, index) (see data.py), so restarting at optimiser step k of epoch e only needs the
+model, optimiser, scheduler and scaler states and the position (e, k); batches already trained
+are skipped by the sampler without being loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..console import log, progress
+from ..errors import ConfigError
+from ..runtime import select_device
+from . import checkpoint, distributed
+from .build import Datasets, build_datasets
+from .config import OptimizerName, ScheduleName, TrainConfig
+from .export import export
+from .tasks import TaskSpec, build_model, freeze_batchnorm, move
+
+METRICS_LOG = "metrics.jsonl"
+
+
+@dataclass
+class Position:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # the epoch in progress (or next to start)
+    batches: int = 0  # micro-batches of that epoch already trained (at an optimiser step)
+    step: int = 0  # optimiser steps so far
+    loss_sum: float = 0.0  # of the epoch in progress, for its log line
+    loss_count: int = 0
+    best: float | None = None
+    best_epoch: int | None = None
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    finished: bool  # False when stopped by max_steps (resume with --resume)
+    position: Position
+    history: list[dict[str, Any]]
+    export_path: Path | None
+
+
+def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    opt = config.optimizer
+    if opt.name is OptimizerName.SGD:
+        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
+                               weight_decay=opt.weight_decay)
+    cls = torch.optim.AdamW if opt.name is OptimizerName.ADAMW else torch.optim.Adam
+    return cls(params, lr=opt.lr, weight_decay=opt.weight_decay)
+
+
+def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer,
+                  steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per optimiser step: linear warm-up, then constant, cosine to 0, or step decay."""
+    s = config.schedule
+    total = max(1, config.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if s.warmup_steps and step < s.warmup_steps:
+            return (step + 1) / s.warmup_steps
+        if s.name is ScheduleName.COSINE:
+            progress_ = min(1.0, (step - s.warmup_steps) / max(1, total - s.warmup_steps))
+            return 0.5 * (1 + math.cos(math.pi * progress_))
+        if s.name is ScheduleName.STEP:
+            return float(s.gamma ** (step // (s.step_epochs * steps_per_epoch)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def auroc(scores: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
+          ) -> dict[str, float | None]:
+    """Per column; None where validation holds only one class (AUROC undefined)."""
+    out: dict[str, float | None] = {}
+    for i, name in enumerate(names):
+        y = targets[:, i]
+        out[name] = float(roc_auc_score(y, scores[:, i])) if 0 < y.sum() < len(y) else None
+    return out
+
+
+def evaluate(model: nn.Module, spec: TaskSpec, loader: DataLoader[Any],
+             device: torch.device) -> dict[str, Any]:
+    """Validation loss and AUROC per label (deterministic windows, eval mode, no noise)."""
+    was_training = model.training
+    model.eval()
+    scores, targets, losses = [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            loss, s, t = spec.evaluate_batch(model, move(batch, device))
+            losses.append(float(loss) * len(t))
+            scores.append(s.cpu().numpy())
+            targets.append(t.cpu().numpy())
+    model.train(was_training)
+    per_label = auroc(np.concatenate(scores), np.concatenate(targets), spec.metric_names)
+    defined = [v for v in per_label.values() if v is not None]
+    n = sum(len(t) for t in targets)
+    return {"val_loss": sum(losses) / max(1, n), "auroc": per_label,
+            "mean_auroc": float(np.mean(defined)) if defined else None}
+
+
+def _autocast(config: TrainConfig, device: torch.device) -> AbstractContextManager[Any]:
+    if not config.amp:
+        return nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _loader(dataset: Dataset[Any], config: TrainConfig, sampler: Any) -> DataLoader[Any]:
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+                      num_workers=config.workers, pin_memory=False,
+                      persistent_workers=False)
+
+
+def _set_epoch(dataset: Dataset[Any], epoch: int) -> None:
+    setter: Callable[[int], None] | None = getattr(dataset, "set_epoch", None)
+    if setter is not None:
+        setter(epoch)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, *, show_progress: bool = True) -> None:
+        self.config = config
+        self.show_progress = show_progress
+        self.info = distributed.from_env()
+        self.device = distributed.device_for(self.info, select_device(config.device))
+        self.out = Path(config.output_dir)
+        self.spec = TaskSpec(config)
+
+    # ---------------------------------------------------------------- setup
+    def _prepare(self) -> Datasets:
+        """Data first: every manifest row is checked before a model is even built."""
+        pipeline = self.config.pipeline_config()
+        if self.info.is_main:
+            data = build_datasets(self.config, pipeline, self.device)
+            distributed.barrier(self.info)
+        else:
+            distributed.barrier(self.info)  # rank 0 filled the cache; read it
+            data = build_datasets(self.config, pipeline, self.device)
+        return data
+
+    def run(self, *, resume: bool = False) -> TrainResult:
+        distributed.setup(self.info, self.device)
+        try:
+            return self._run(resume)
+        finally:
+            distributed.teardown()
+
+    def _run(self, resume: bool) -> TrainResult:
+        config = self.config
+        last_path = self.out / checkpoint.LAST
+        if not resume and last_path.exists():
+            raise ConfigError(f"{self.out} already holds a training run ({checkpoint.LAST})",
+                              hint="use --resume to continue it, or choose another output_dir")
+        data = self._prepare()
+        model, init_source = build_model(config)
+        model.to(self.device)
+        optimizer = make_optimizer(config, model.parameters())
+        sampler = distributed.ResumableSampler(data.train, self.info, shuffle=True,
+                                               seed=config.seed)
+        micro_per_epoch = math.ceil(len(sampler) / config.batch_size)
+        steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
+        schedule = make_schedule(config, optimizer, steps_per_epoch)
+        scaler = torch.amp.GradScaler("cuda", enabled=config.amp and self.device.type == "cuda")
+        pos = Position()
+        history: list[dict[str, Any]] = []
+        if resume:
+            ckpt = checkpoint.load(last_path)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            schedule.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+            checkpoint.restore_rng(ckpt["rng"])
+            pos = Position(**ckpt["state"])
+            log.info("resuming at epoch %d, step %d", pos.epoch + 1, pos.step)
+        elif self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / METRICS_LOG).unlink(missing_ok=True)
+        net = distributed.wrap(model, self.info, self.device)
+        val_loader = _loader(data.val, config, None)
+
+        def save_last() -> None:
+            if self.info.is_main:
+                checkpoint.save(last_path, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": schedule.state_dict(), "scaler": scaler.state_dict(),
+                    "rng": checkpoint.rng_states(), "state": asdict(pos),
+                    "config": config.model_dump_json(by_alias=True)})
+
+        stopped = False
+        with progress(self.show_progress and self.info.is_main) as bar:
+            task = bar.add_task("training", total=config.epochs * micro_per_epoch,
+                                completed=pos.epoch * micro_per_epoch + pos.batches) \
+                if bar else None
+            while pos.epoch < config.epochs and not stopped:
+                epoch_started = time.perf_counter()
+                _set_epoch(data.train, pos.epoch)
+                sampler.set_epoch(pos.epoch, skip=pos.batches * config.batch_size)
+                net.train()
+                if config.model.freeze_bn:
+                    freeze_batchnorm(net)
+                optimizer.zero_grad(set_to_none=True)
+                micro = pos.batches
+                for batch in _loader(data.train, config, sampler):
+                    micro += 1
+                    boundary = micro % config.grad_accum == 0 or micro == micro_per_epoch
+                    sync = (nullcontext() if boundary or not self.info.enabled
+                            else net.no_sync())  # type: ignore[operator]
+                    with sync:
+                        with _autocast(config, self.device):
+                            loss = self.spec.loss(net, move(batch, self.device))
+                        scaler.scale(loss / config.grad_accum).backward()
+                    pos.loss_sum += float(loss.detach())
+                    pos.loss_count += 1
+                    if bar is not None:
+                        bar.update(task, advance=1, description=f"epoch {pos.epoch + 1} "
+                                   f"loss {pos.loss_sum / pos.loss_count:.4f}")
+                    if not boundary:
+                        continue
+                    scaler.step(optimizer)
+                    scaler.update()
+                    schedule.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    pos.step += 1
+                    pos.batches = micro
+                    end_of_epoch = micro == micro_per_epoch
+                    hit_max = config.max_steps is not None and pos.step >= config.max_steps
+                    if end_of_epoch:
+                        break
+                    if hit_max or (config.checkpoint_every
+                                   and pos.step % config.checkpoint_every == 0):
+                        save_last()
+                    if hit_max:
+                        stopped = True
+                        break
+                if stopped:
+                    break
+                record = self._end_epoch(model, val_loader, pos, schedule, epoch_started)
+                history.append(record)
+                if self.info.is_main and self._improved(record, pos):
+                    checkpoint.save(self.out / checkpoint.BEST,
+                                    {"model": model.state_dict(), "epoch": pos.epoch,
+                                     "metrics": record})
+                pos.epoch += 1
+                pos.batches = 0
+                pos.loss_sum, pos.loss_count = 0.0, 0
+                save_last()
+                distributed.barrier(self.info)
+                if config.max_steps is not None and pos.step >= config.max_steps:
+                    stopped = pos.epoch < config.epochs
+        export_path = None
+        if not stopped and self.info.is_main:
+            export_path = self._export(model, data, init_source, pos)
+        distributed.barrier(self.info)
+        return TrainResult(self.out, not stopped, pos, history, export_path)
+
+    # ---------------------------------------------------------------- epoch end
+    def _end_epoch(self, model: nn.Module, val_loader: DataLoader[Any], pos: Position,
+                   schedule: torch.optim.lr_scheduler.LambdaLR, started: float,
+                   ) -> dict[str, Any]:
+        train_loss = distributed.all_reduce_mean(pos.loss_sum / max(1, pos.loss_count),
+                                                 self.info, self.device)
+        record: dict[str, Any] = {"epoch": pos.epoch + 1, "step": pos.step,
+                                  "train_loss": train_loss, "lr": schedule.get_last_lr()[0]}
+        if self.info.is_main:
+            # Validation on rank 0 only: it is small next to training, and needs no gathering.
+            record.update(evaluate(model, self.spec, val_loader, self.device))
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            with (self.out / METRICS_LOG).open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            auc = record["mean_auroc"]
+            log.info("epoch %d: train loss %.4f, val loss %.4f, mean AUROC %s", pos.epoch + 1,
+                     train_loss, record["val_loss"], "n/a" if auc is None else f"{auc:.3f}")
+        return record
+
+    def _improved(self, record: dict[str, Any], pos: Position) -> bool:
+        key = self.config.monitor
+        value = record.get(key)
+        if value is None:  # AUROC undefined: fall back to the validation loss
+            value = -record["val_loss"]
+        if pos.best is None or value > pos.best:
+            pos.best, pos.best_epoch = float(value), pos.epoch + 1
+            return True
+        return False
+
+    def _export(self, model: nn.Module, data: Datasets, init_source: str,
+                pos: Position) -> Path:
+        best_path = self.out / checkpoint.BEST
+        metrics: dict[str, Any] = {"monitor": self.config.monitor, "best": pos.best,
+                                   "best_epoch": pos.best_epoch}
+        if best_path.is_file():
+            best = checkpoint.load_best(best_path)
+            model.load_state_dict(best["model"])
+            metrics["best_metrics"] = best["metrics"]
+        return export(model, self.config, self.out / "export", metrics=metrics, data=data.card,
+                      init_source=init_source, patch_weights=data.patch_weights)
+
+
+def train(config: TrainConfig, *, resume: bool = False, show_progress: bool = True,
+          ) -> TrainResult:
+    return Trainer(config, show_progress=show_progress).run(resume=resume)
