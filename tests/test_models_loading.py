@@ -161,3 +161,16 @@ def test_reference_required_helper_skips_cleanly(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(conftest, "REFERENCE_DIR", tmp_path / "absent")
     with pytest.raises(pytest.skip.Exception, match="reference data not found"):
         require_reference()
+
+
+def test_densenet_training_path_matches_inference_and_backpropagates() -> None:
+    """Inference writes dense blocks into one buffer; training must use autograd-safe concat."""
+    torch.manual_seed(0)
+    model = PatchClassifier().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        fast = model(x)
+    slow = model(x)  # grad enabled: the concatenating path
+    torch.testing.assert_close(slow.detach(), fast, rtol=1e-5, atol=1e-5)
+    slow.sum().backward()
+    assert model.features.conv0.weight.grad is not None

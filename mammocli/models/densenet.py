@@ -92,6 +92,12 @@ class _DenseBlock(nn.ModuleDict):
         # on a strided view takes another kernel that rounds differently (~1e-5 in the outputs),
         # while on a dense copy the result is bit-identical to torch.cat.
         layers = list(self.values())
+        if torch.is_grad_enabled():
+            # Training: writing into a shared buffer would modify tensors autograd saved.
+            features = [x]
+            for layer in layers:
+                features.append(layer(torch.cat(features, 1)))
+            return torch.cat(features, 1)
         batch, channels, height, width = x.shape
         memory_format = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
                          and not x.is_contiguous() else torch.contiguous_format)
