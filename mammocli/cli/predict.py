@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import yaml
@@ -104,6 +105,16 @@ def _summary(outcomes: list[ExamOutcome]) -> None:
     stderr.print(table)
 
 
+# Options shared by `predict` and `heatmaps`.
+PrecisionOption = Annotated[Precision, typer.Option(
+    "--precision",
+    help="fp32: exact (default). bf16: networks in bfloat16, faster on CPUs with AVX512-BF16/AMX "
+    "and on GPUs, outputs differ slightly (opt-in). tf32: CUDA only, TensorFloat-32 matmuls "
+    "(opt-in, approximate).")]
+ThreadsOption = Annotated[int, typer.Option(
+    "--threads", help="CPU threads for torch (default: the CPUs this process may use).")]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     @handle_errors
@@ -159,13 +170,8 @@ def register(app: typer.Typer) -> None:
                                     help="With -o DIR/: skip exams whose result exists."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace existing output files."),
-        precision: Precision = typer.Option(
-            Precision.FP32, "--precision",
-            help="fp32: exact (default). bf16: networks in bfloat16, faster on CPUs with "
-            "AVX512-BF16/AMX and on GPUs, outputs differ slightly (opt-in). tf32: CUDA only, "
-            "TensorFloat-32 matmuls (opt-in, approximate)."),
-        threads: int = typer.Option(0, "--threads", help="CPU threads for torch (default: the "
-                                    "CPUs this process may use)."),
+        precision: PrecisionOption = Precision.FP32,
+        threads: ThreadsOption = 0,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     ) -> None:
         """Predict benign and malignant probabilities per breast. Research use only."""
@@ -257,13 +263,8 @@ def register(app: typer.Typer) -> None:
         horizontal_flip: FlipMode = typer.Option(FlipMode.AUTO, "--horizontal-flip"),
         device: str = typer.Option("auto", "--device"),
         pipeline_config: Path | None = typer.Option(None, "--pipeline-config"),
-        precision: Precision = typer.Option(
-            Precision.FP32, "--precision",
-            help="fp32: exact (default). bf16: networks in bfloat16, faster on CPUs with "
-            "AVX512-BF16/AMX and on GPUs, outputs differ slightly (opt-in). tf32: CUDA only, "
-            "TensorFloat-32 matmuls (opt-in, approximate)."),
-        threads: int = typer.Option(0, "--threads", help="CPU threads for torch (default: the "
-                                    "CPUs this process may use)."),
+        precision: PrecisionOption = Precision.FP32,
+        threads: ThreadsOption = 0,
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Write benign/malignant heatmaps per view: arrays, PNG overlays and a JSON index."""
