@@ -206,3 +206,28 @@ def test_installed_entry_point(exam: Path, base_args) -> None:
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert PredictionResult.model_validate_json(done.stdout).exam_id == "exam_a"
+
+
+def test_predict_downloads_verified_weights_on_first_use(exam: Path, random_weights: Path,
+                                                         small_pipeline: Path, tmp_path: Path,
+                                                         httpserver, monkeypatch) -> None:
+    """The main job's real path: no --weights-dir, weights fetched from a (loopback) mirror,
+    verified, cached, and reused without a second request."""
+    from _weights_mirror import make_file_mirror
+
+    make_file_mirror(tmp_path, httpserver, monkeypatch,
+                     weights=sorted(random_weights.glob("*.p")), samples={})
+    args = [exam, "--pipeline-config", small_pipeline, "--tta", "0"]
+    first = predict(*args)
+    assert first.exit_code == 0, first.stderr
+    used = {w.name: w for w in PredictionResult.model_validate_json(first.stdout).weights}
+    assert set(used) == {"sample_patch_model.p", "sample_image_model.p",
+                         "sample_imageheatmaps_model.p"}
+    cache = Path(used["sample_image_model.p"].path or "")
+    assert cache.is_file() and random_weights not in cache.parents
+    served = len(httpserver.log)
+    assert served == 3
+    second = predict(*args)
+    assert second.exit_code == 0, second.stderr
+    assert len(httpserver.log) == served  # cached: no new request
+    assert json.loads(second.stdout)["predictions"] == json.loads(first.stdout)["predictions"]
