@@ -30,3 +30,9 @@ def make_columns(exam: str | None, side: str, label: str, model: str | None,
     patterns = tuple(p.strip() for r in readers or [] for p in r.split(",") if p.strip())
     return Columns(exam=exam or "exam_id", side=side, label=label, reader=reader, score=score,
                    model=model, readers=patterns, exam_explicit=exam is not None)
+
+# Options shared by `hybrid` and `evaluate`.
+BootstrapOption = Annotated[int, typer.Option(
+    "--n-bootstrap", min=0, help="Bootstrap resamples of exams (0: no CIs).")]
+BootstrapSeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
+TableQuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")]

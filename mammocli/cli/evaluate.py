@@ -16,7 +16,17 @@ from ..metrics import DEFAULT_RESAMPLES
 from ..plots import pr_png, roc_png
 from ..predictions import load_predictions
 from ..tables import read_labels
-from .columns import ExamColumn, Format, LabelColumn, ModelColumn, SideColumn, make_columns
+from .columns import (
+    BootstrapOption,
+    BootstrapSeedOption,
+    ExamColumn,
+    Format,
+    LabelColumn,
+    ModelColumn,
+    SideColumn,
+    TableQuietOption,
+    make_columns,
+)
 from .common import handle_errors
 from .hybrid import _fmt, print_wide
 from .output import emit, write_atomic
@@ -81,11 +91,9 @@ def register(app: typer.Typer) -> None:
         side_column: SideColumn = "side",
         label_column: LabelColumn = "label",
         model_column: ModelColumn = None,
-        n_bootstrap: Annotated[int, typer.Option(
-            "--n-bootstrap", min=0, help="Bootstrap resamples of exams (0: no CIs).")
-        ] = DEFAULT_RESAMPLES,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")] = False,
+        n_bootstrap: BootstrapOption = DEFAULT_RESAMPLES,
+        seed: BootstrapSeedOption = 0,
+        quiet: TableQuietOption = False,
     ) -> None:
         """Evaluate predictions against labels: AUCs with bootstrap CIs, curves, subgroups."""
         columns = make_columns(exam_column, side_column, label_column, model_column)

@@ -27,7 +27,17 @@ from ..hybrid import (
 from ..metrics import DEFAULT_RESAMPLES, Estimate
 from ..predictions import load_predictions
 from ..tables import read_labels
-from .columns import ExamColumn, Format, LabelColumn, ModelColumn, SideColumn, make_columns
+from .columns import (
+    BootstrapOption,
+    BootstrapSeedOption,
+    ExamColumn,
+    Format,
+    LabelColumn,
+    ModelColumn,
+    SideColumn,
+    TableQuietOption,
+    make_columns,
+)
 from .common import handle_errors
 from .output import emit
 
@@ -108,11 +118,9 @@ def register(app: typer.Typer) -> None:
             "--reader-column", help="Long layout: the reader name column.")] = "reader",
         score_column: Annotated[str, typer.Option(
             "--score-column", help="Long layout: the reader score column.")] = "score",
-        n_bootstrap: Annotated[int, typer.Option(
-            "--n-bootstrap", min=0, help="Bootstrap resamples of exams (0: no CIs).")
-        ] = DEFAULT_RESAMPLES,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")] = False,
+        n_bootstrap: BootstrapOption = DEFAULT_RESAMPLES,
+        seed: BootstrapSeedOption = 0,
+        quiet: TableQuietOption = False,
     ) -> None:
         """Hybrid reader + model: w * radiologist + (1 - w) * model per reader, with AUCs."""
         check_weight(weight)
