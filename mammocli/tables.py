@@ -92,12 +92,17 @@ def parse_side(table: CsvTable, row: Row, column: str) -> str:
     return side
 
 
+def _as_float(value: str) -> float:
+    """The number in a cell, NaN when it is not one (callers say what was expected)."""
+    try:
+        return float(value)
+    except ValueError:
+        return math.nan
+
+
 def parse_float(table: CsvTable, row: Row, column: str) -> float:
     value = row.values.get(column, "")
-    try:
-        x = float(value)
-    except ValueError:
-        x = math.nan
+    x = _as_float(value)
     if not math.isfinite(x):
         raise InputError(f"{table.where(row.line)}: {column} = {value!r} is not a number")
     return x
@@ -105,10 +110,7 @@ def parse_float(table: CsvTable, row: Row, column: str) -> float:
 
 def parse_label(table: CsvTable, row: Row, column: str) -> int:
     value = row.values.get(column, "")
-    try:
-        x = float(value)
-    except ValueError:
-        x = math.nan
+    x = _as_float(value)
     if x not in (0.0, 1.0):
         raise InputError(f"{table.where(row.line)}: label {column} = {value!r} is not 0 or 1")
     return int(x)
