@@ -3,8 +3,9 @@
 Written the obvious way on purpose (and kept out of the package): crop masks by 100 iterations of
 binary erosion/dilation, patches cut one by one into a float64 array with three identical
 channels, batch 100, fp32 NCHW, TF-SAME padding computed per call, torchvision's DenseNet
-(torch.cat of all earlier features in every layer), the default allocator, and each test-time
-augmentation window run on its own (batch size 1), rebuilding the view's input every time. The
+(torch.cat of all earlier features in every layer), a plain ResNet-22 (NCHW, max_pool2d,
+out-of-place ReLU and sum), the default allocator, and each test-time augmentation window run on
+its own (batch size 1), rebuilding the view's input every time. The
 random draws are the authors' (same stride lists and windows as mammocli), so the outputs agree
 within float rounding.
 """
@@ -21,7 +22,7 @@ from scipy import ndimage
 from mammocli.classify import ClassifierImage, draw_windows
 from mammocli.config import PipelineConfig
 from mammocli.heatmaps import Heatmaps, patch_offsets
-from mammocli.models import densenet
+from mammocli.models import densenet, resnet22
 from mammocli.models.breast import SplitBreastModel
 from mammocli.models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier
 from mammocli.preprocess import crop
@@ -29,24 +30,18 @@ from mammocli.preprocess.window import cut_window, standardize_image_channel
 from mammocli.views import LABELS, VIEWS, Angle, View
 
 
-def _torchvision_layer(self: densenet._DenseLayer, features: list[torch.Tensor]) -> torch.Tensor:
-    x = torch.cat(features, 1)
-    x = self.conv1(self.relu1(self.norm1(x)))
-    return self.conv2(self.relu2(self.norm2(x)))
-
-
-def _torchvision_block(self: densenet._DenseBlock, x: torch.Tensor) -> torch.Tensor:
-    features = [x]
-    for layer in self.values():
-        features.append(_torchvision_layer(layer, features))
-    return torch.cat(features, 1)
-
-
 def _padded_max_pool(self: densenet.SamePadMaxPool, x: torch.Tensor) -> torch.Tensor:
     """TF-SAME padding computed and applied (copied) on every call."""
     k = self.kernel_size if isinstance(self.kernel_size, int) else self.kernel_size[0]
     s = self.stride if isinstance(self.stride, int) else self.stride[0]
     return torch.nn.functional.max_pool2d(densenet._same_pad(x, k, s), k, s)
+
+
+def _plain_basic_block(self: resnet22.BasicBlockV2, x: torch.Tensor) -> torch.Tensor:
+    a = torch.nn.functional.relu(self.bn1(x))
+    shortcut = self.downsample(a) if self.downsample is not None else x
+    h = self.conv2(torch.nn.functional.relu(self.bn2(self.conv1(a))))
+    return h + shortcut
 
 
 def _iterative_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | None:
@@ -63,8 +58,9 @@ def _iterative_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | N
 
 def install() -> None:
     """Switch this process to the straightforward code paths (call before loading models)."""
-    densenet._DenseBlock.forward = _torchvision_block  # type: ignore[method-assign]
     densenet.SamePadMaxPool.forward = _padded_max_pool  # type: ignore[method-assign]
+    resnet22.BasicBlockV2.forward = _plain_basic_block  # type: ignore[method-assign]
+    resnet22.max_pool_3x3_stride_2 = lambda x: torch.nn.functional.max_pool2d(x, 3, 2)
     crop.largest_tissue_mask = _iterative_tissue_mask  # type: ignore[assignment]
 
 

@@ -186,6 +186,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         assert models.heatmap_engine is not None
         models.heatmap_engine.model = models.heatmap_engine.model.to(
             memory_format=torch.contiguous_format)
+        for model in models.breast.values():
+            model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     predictor = Predictor(models, config)
     engine = models.heatmap_engine
     assert engine is not None

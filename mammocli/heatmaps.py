@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier
+from .models.densenet_inference import InferencePatchClassifier
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class HeatmapEngine:
     def __init__(self, model: PatchClassifier, device: torch.device, *, patch_size: int = 256,
                  stride: int = 70, batch_size: int = 100,
                  dtype: torch.dtype = torch.float32, micro_batch: int | None = None) -> None:
-        self.model = model.to(device=device).eval()
+        self.model = model.to(device=device).eval()  # as loaded (the benchmark baseline runs it)
         self.device = device
         self.patch = patch_size
         self.stride = stride
@@ -96,9 +97,10 @@ class HeatmapEngine:
         # change only by float rounding (oneDNN's blocking depends on the batch size).
         self.micro_batch = micro_batch or (25 if device.type == "cpu" else batch_size)
         self.dtype = dtype
-        if dtype != torch.float32:
-            self.model = self.model.to(dtype)
-        self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # The network actually run: the same function with fewer memory passes; bit-identical
+        # in float32, with BatchNorm folded into the convolutions in the approximate precisions.
+        self.network = InferencePatchClassifier.build(self.model, device, dtype,
+                                                      fold=dtype != torch.float32)
         self.forwarded = 0  # patches actually run through the network (after dedup)
 
     def grid(self, shape: tuple[int, int], rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +165,7 @@ class HeatmapEngine:
         # over channels instead moves outputs by ~1e-5: outside our fidelity tolerance.)
         x = batch.unsqueeze(1).expand(-1, 3, -1, -1).to(self.device, self.dtype)
         x = x.contiguous(memory_format=torch.channels_last)
-        return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+        return torch.softmax(self.network(x).float(), dim=1).cpu().numpy()
 
     def heatmaps(self, image: np.ndarray, rng: random.Random) -> Heatmaps:
         """Heatmaps of a canonical cropped image. Images smaller than a patch are padded with

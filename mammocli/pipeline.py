@@ -105,9 +105,8 @@ class Models:
             model = loader(path, CHANNELS[variant]).to(device).eval()
             # Only the ResNet columns change dtype: the small heads stay fp32.
             model.four_view_resnet.to(dtype)
-            if dtype != torch.float32:  # oneDNN's fast bf16 convolutions want NHWC
-                model.four_view_resnet.to(  # type: ignore[call-overload]
-                    memory_format=torch.channels_last)
+            model.four_view_resnet.to(  # type: ignore[call-overload]
+                memory_format=torch.channels_last)  # as the inputs (see classify.view_features)
             breast[variant] = model
         return cls(kind, device, breast, engine, used, precision)
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mammocli.config import PipelineConfig
 from mammocli.errors import ConfigError
 from mammocli.heatmaps import HeatmapEngine
 from mammocli.io.discover import read_exam_folder
-from mammocli.models import densenet
+from mammocli.models import densenet, resnet22
 from mammocli.models.densenet import PatchClassifier
 from mammocli.pipeline import ModelKind, Models, Predictor
 from mammocli.precision import Precision, configure
@@ -49,26 +50,6 @@ def exam(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_exam(tmp_path_factory.mktemp("exam") / "e1", shape=(320, 240), seed=3)
 
 
-def _torchvision_block(block: densenet._DenseBlock, x: torch.Tensor) -> torch.Tensor:
-    features = [x]
-    for layer in block.values():
-        features.append(layer(torch.cat(features, 1)))
-    return torch.cat(features, 1)
-
-
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_dense_block_buffer_is_bit_identical_to_concatenation(channels_last: bool) -> None:
-    torch.manual_seed(0)
-    model = _randomise(PatchClassifier(), 0)
-    block = model.features.denseblock1
-    x = torch.randn(3, 64, 16, 16)
-    if channels_last:
-        block = block.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        assert torch.equal(block(x), _torchvision_block(block, x))
-
-
 def test_patches_batched_across_images_match_one_image_at_a_time() -> None:
     rng = np.random.default_rng(1)
     images = [phantom((150, 110), rng), phantom((130, 120), rng)]
@@ -87,7 +68,7 @@ def test_bf16_patch_probabilities_stay_close_to_fp32() -> None:
     for dtype in (torch.float32, torch.bfloat16):
         engine = HeatmapEngine(_randomise(PatchClassifier(), 0), CPU, patch_size=64, stride=30,
                                batch_size=16, dtype=dtype)
-        assert next(engine.model.parameters()).dtype == dtype
+        assert engine.network.classifier.weight.dtype == dtype
         out[dtype] = engine.patch_probabilities(image, *engine.grid(image.shape,
                                                                     random.Random(0)))
         assert out[dtype].dtype == np.float32
@@ -131,3 +112,13 @@ def test_same_max_pool_without_padding_copy_is_bit_identical(size: int) -> None:
     x = torch.relu(torch.randn(2, 4, size, size))
     expected = torch.nn.functional.max_pool2d(densenet._same_pad(x, 3, 2), 3, 2)
     assert torch.equal(pool(x), expected)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 41, 37), (1, 16, 8, 9), (2, 4, 3, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_strided_max_pool_is_bit_identical(shape: tuple[int, ...], channels_last: bool) -> None:
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.equal(resnet22.max_pool_3x3_stride_2(x), F.max_pool2d(x, 3, 2))

@@ -74,7 +74,7 @@ class _DenseLayer(nn.Module):
         self.conv2 = nn.Conv2d(BN_SIZE * GROWTH, GROWTH, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`x` is the concatenation of all earlier features (a view into the block's buffer)."""
+        """`x` is the concatenation of all earlier features."""
         x = self.conv1(self.relu1(self.norm1(x)))
         return self.conv2(self.relu2(self.norm2(x)))
 
@@ -86,30 +86,12 @@ class _DenseBlock(nn.ModuleDict):
             self.add_module(f"denselayer{i + 1}", _DenseLayer(in_features + i * GROWTH))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One buffer for the whole block, each layer writing its 32 channels into it, instead of
-        # torchvision's torch.cat of all earlier features per layer: cat's channels_last path
-        # was ~40% of the CPU time. Each layer still gets a dense copy of its input: BatchNorm
-        # on a strided view takes another kernel that rounds differently (~1e-5 in the outputs),
-        # while on a dense copy the result is bit-identical to torch.cat.
-        layers = list(self.values())
-        if torch.is_grad_enabled():
-            # Training: writing into a shared buffer would modify tensors autograd saved.
-            features = [x]
-            for layer in layers:
-                features.append(layer(torch.cat(features, 1)))
-            return torch.cat(features, 1)
-        batch, channels, height, width = x.shape
-        memory_format = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
-                         and not x.is_contiguous() else torch.contiguous_format)
-        buffer = torch.empty((batch, channels + len(layers) * GROWTH, height, width),
-                             dtype=x.dtype, device=x.device, memory_format=memory_format)
-        buffer[:, :channels].copy_(x)
-        for layer in layers:
-            dense = buffer[:, :channels].contiguous(memory_format=memory_format)
-            buffer[:, channels:channels + GROWTH].copy_(layer(dense))
-            del dense  # free before the next layer allocates its copy
-            channels += GROWTH
-        return buffer
+        # torchvision's form, which autograd needs. Inference runs `InferencePatchClassifier`
+        # (densenet_inference.py), which writes into one buffer instead of concatenating.
+        features = [x]
+        for layer in self.values():
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
 
 
 class _Transition(nn.Sequential):
