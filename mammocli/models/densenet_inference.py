@@ -18,12 +18,23 @@ mode, with fewer passes over memory. Two plans:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .densenet import GROWTH, PatchClassifier, SamePadMaxPool, _DenseLayer, _same_pad
+from .densenet import (
+    GROWTH,
+    PatchClassifier,
+    SamePadMaxPool,
+    _DenseBlock,
+    _DenseLayer,
+    _same_pad,
+    _Transition,
+)
+
+_Part = TypeVar("_Part", bound=nn.Module)
 
 
 @dataclass
@@ -127,13 +138,14 @@ class InferencePatchClassifier(nn.Module):
             return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
         def conv(module: nn.Conv2d, norm: nn.BatchNorm2d | None = None) -> _Conv:
-            shape = dict(stride=module.stride[0], padding=module.padding[0])  # type: ignore[index]
+            stride, padding = module.stride[0], module.padding[0]
+            assert isinstance(padding, int)  # all of DenseNet's are explicit
             if norm is None:
-                return _Conv(tensor(module.weight, True), **shape)  # type: ignore[arg-type]
+                return _Conv(tensor(module.weight, True), stride=stride, padding=padding)
             scale, shift = _folding_terms(norm)
             weight = module.weight.double() * scale.view(-1, 1, 1, 1)
-            return _Conv(tensor(weight, True), tensor(shift), relu=True,  # type: ignore[arg-type]
-                         fused_relu=fused_relu, **shape)
+            return _Conv(tensor(weight, True), tensor(shift), stride=stride, padding=padding,
+                         relu=True, fused_relu=fused_relu)
 
         def affine(norm: nn.BatchNorm2d) -> _Affine:
             scale, shift = _probed_terms(norm, device, dtype)
@@ -147,20 +159,23 @@ class InferencePatchClassifier(nn.Module):
                 conv2=conv(layer.conv2))
 
         features = model.features
-        stem = _Stem(conv(features.conv0, features.norm0 if fold else None),
-                     None if fold else affine(features.norm0), features.pool0)
+        norm0 = _part(features, "norm0", nn.BatchNorm2d)
+        stem = _Stem(conv(_part(features, "conv0", nn.Conv2d), norm0 if fold else None),
+                     None if fold else affine(norm0), _part(features, "pool0", SamePadMaxPool))
         blocks, transitions = [], []
         for i in range(4):
-            block = getattr(features, f"denseblock{i + 1}")
-            blocks.append([dense_layer(layer) for layer in block.values()])
+            block = _part(features, f"denseblock{i + 1}", _DenseBlock)
+            blocks.append([dense_layer(layer) for layer in block.values()
+                           if isinstance(layer, _DenseLayer)])
             if i < 3:
-                transition = getattr(features, f"transition{i + 1}")
+                transition = _part(features, f"transition{i + 1}", _Transition)
                 transitions.append(_TransitionPlan(affine(transition.norm),
                                                    conv(transition.conv), pool_first=fold))
         classifier = nn.Linear(model.classifier.in_features, model.classifier.out_features)
         classifier.load_state_dict(model.classifier.state_dict())
         classifier.to(device=device, dtype=dtype)
-        return cls(stem, blocks, transitions, affine(features.norm5), classifier).eval()
+        return cls(stem, blocks, transitions, affine(_part(features, "norm5", nn.BatchNorm2d)),
+                   classifier).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -182,6 +197,12 @@ def _dense_block(x: torch.Tensor, layers: list[_DenseLayerPlan]) -> torch.Tensor
         buffer[:, channels:channels + GROWTH].copy_(layer(buffer[:, :channels]))
         channels += GROWTH
     return buffer
+
+
+def _part(parent: nn.Module, name: str, kind: type[_Part]) -> _Part:
+    part = getattr(parent, name)
+    assert isinstance(part, kind), (name, type(part))
+    return part
 
 
 def _probed_terms(norm: nn.BatchNorm2d, device: torch.device,
