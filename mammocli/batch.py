@@ -27,7 +27,7 @@ class ExamOutcome:
     failure: ExamFailure | None = None
 
 
-def _failure(exam: ExamSource, exc: BaseException) -> ExamFailure:
+def exam_failure(exam: ExamSource, exc: BaseException) -> ExamFailure:
     if isinstance(exc, MammocliError):
         return ExamFailure(exam_id=exam.exam_id, error=exc.message, hint=exc.hint,
                            exit_code=exc.exit_code)
@@ -57,4 +57,4 @@ def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - one exam's failure must not stop the batch
-                yield ExamOutcome(exam, failure=_failure(exam, exc))
+                yield ExamOutcome(exam, failure=exam_failure(exam, exc))

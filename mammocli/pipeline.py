@@ -90,7 +90,7 @@ class Models:
             raise ConfigError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
         used = []
         engine = None
-        if patch_classifier or VARIANT_IMAGE_AND_HEATMAPS in variants:
+        if PATCH_WEIGHTS in cls.weight_files(kind, variants, patch_classifier=patch_classifier):
             path = locate(PATCH_WEIGHTS)
             used.append(weights_used(PATCH_WEIGHTS, path))
             engine = HeatmapEngine(load_patch_classifier(path), device,
@@ -109,6 +109,14 @@ class Models:
                 memory_format=torch.channels_last)  # as the inputs (see classify.view_features)
             breast[variant] = model
         return cls(kind, device, breast, engine, used, precision)
+
+    @staticmethod
+    def weight_files(kind: ModelKind, variants: tuple[str, ...], *,
+                     patch_classifier: bool = False) -> list[str]:
+        """The official weight files `load` reads for these variants."""
+        names = [PATCH_WEIGHTS] if patch_classifier or VARIANT_IMAGE_AND_HEATMAPS in variants \
+            else []
+        return names + [BREAST_WEIGHTS[(kind, v)] for v in variants if (kind, v) in BREAST_WEIGHTS]
 
     @property
     def dtype(self) -> torch.dtype:

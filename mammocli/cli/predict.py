@@ -20,6 +20,7 @@ from ..heatmap_export import write_heatmaps
 from ..io.dicom_options import DicomOptions, VoiMode
 from ..io.discover import discover_exams, read_views_csv
 from ..outputs import atomic_write_text
+from ..parallel import PredictorSpec, parse_devices, run_exams_on_devices
 from ..pipeline import ModelKind, Models, Predictor
 from ..precision import Precision
 from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, to_csv
@@ -145,6 +146,9 @@ def register(app: typer.Typer) -> None:
             FlipMode.AUTO, "--horizontal-flip",
             help="auto: decide per image from the tissue side; no/yes: the authors' flag."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        devices: str | None = typer.Option(
+            None, "--devices", help="Several devices, one worker process each, exams shared "
+            "out (e.g. cuda:0,cuda:1; cuda = every GPU; cpu,cpu splits the CPU threads)."),
         pipeline_config: Path | None = typer.Option(
             None, "--pipeline-config", help="YAML overriding pipeline sizes (advanced)."),
         views_csv: Path | None = typer.Option(
@@ -199,19 +203,31 @@ def register(app: typer.Typer) -> None:
                 if done:
                     log.info("resuming: %d exam(s) already done", len(done))
                 exams = [e for e in exams if e.exam_id not in done]
-        torch_device = select_device(device)
-        log.info("device: %s", torch_device)
-        models = Models.load(model, chosen, weights_locator(weights_dir, not quiet),
-                             torch_device, config, patch_classifier=save_heatmaps is not None,
-                             precision=precision)
-        predictor = Predictor(models, config, flip_mode=horizontal_flip,
-                              need_heatmaps=save_heatmaps is not None, dicom=dicom)
+        locate = weights_locator(weights_dir, not quiet)
+        if devices:
+            if device != "auto":
+                raise ConfigError("use either --device or --devices, not both")
+            device_list = parse_devices(devices)
+            log.info("devices: %s (one worker process each)", ", ".join(device_list))
+            spec = PredictorSpec.resolve(model, chosen, locate, config,
+                                         precision=Precision(precision),
+                                         flip_mode=horizontal_flip,
+                                         need_heatmaps=save_heatmaps is not None, dicom=dicom)
+            exam_outcomes = run_exams_on_devices(exams, spec, device_list, threads)
+        else:
+            torch_device = select_device(device)
+            log.info("device: %s", torch_device)
+            models = Models.load(model, chosen, locate, torch_device, config,
+                                 patch_classifier=save_heatmaps is not None, precision=precision)
+            predictor = Predictor(models, config, flip_mode=horizontal_flip,
+                                  need_heatmaps=save_heatmaps is not None, dicom=dicom)
+            exam_outcomes = run_exams(exams, predictor)
 
         outcomes: list[ExamOutcome] = []
         lines: list[str] = []
         with progress(not quiet) as bar:
             task = bar.add_task("exams", total=len(exams)) if bar else None
-            for outcome in run_exams(exams, predictor):
+            for outcome in exam_outcomes:
                 outcomes.append(outcome)
                 if bar is not None:
                     bar.advance(task)

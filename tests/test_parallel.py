@@ -1,0 +1,60 @@
+"""`predict --devices`: one worker process per device, the same results in the same order as a
+single process, bad exams reported alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mammocli.cli.app import app
+from mammocli.synthetic import write_exam
+
+runner = CliRunner()
+
+
+def _predict(*args: str | Path):
+    return runner.invoke(app, ["predict", *map(str, args)])
+
+
+def _close(a: object, b: object, tol: float = 1e-6) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol
+    return a == b
+
+
+def test_two_workers_give_the_single_process_results_in_order(
+        tmp_path: Path, random_weights: Path, small_pipeline: Path) -> None:
+    root = tmp_path / "root"
+    write_exam(root / "e1", shape=(400, 300), seed=1)
+    write_exam(root / "e2_missing", shape=(400, 300), seed=2)
+    (root / "e2_missing" / "L_MLO.png").unlink()
+    write_exam(root / "e3", shape=(400, 300), seed=3)
+    args = ["--weights-dir", random_weights, "--pipeline-config", small_pipeline, "--tta", "2",
+            "--variants", "image-only"]
+    single = _predict(root, *args)
+    parallel = _predict(root, *args, "--devices", "cpu,cpu", "--threads", "1")
+    assert single.exit_code == parallel.exit_code == 3, parallel.stderr
+    assert "devices: cpu, cpu" in parallel.stderr
+    ours = [json.loads(line) for line in parallel.stdout.splitlines()]
+    want = [json.loads(line) for line in single.stdout.splitlines()]
+    assert [r["exam_id"] for r in ours] == ["e1", "e2_missing", "e3"]
+    assert ours[1]["status"] == "failed" and "missing view(s) L-MLO" in ours[1]["error"]
+    for a, b in zip(ours, want, strict=True):
+        assert _close(a.get("predictions"), b.get("predictions")), a["exam_id"]
+
+
+def test_devices_refuses_the_single_stream_and_a_second_device_option(
+        tmp_path: Path, random_weights: Path) -> None:
+    exam = write_exam(tmp_path / "e1", shape=(400, 300), seed=1)
+    run_stream = _predict(exam, "--weights-dir", random_weights, "--devices", "cpu,cpu",
+                          "--rng-stream", "run")
+    assert run_stream.exit_code == 2 and "--rng-stream exam" in run_stream.stderr
+    both = _predict(exam, "--weights-dir", random_weights, "--devices", "cpu",
+                    "--device", "cpu")
+    assert both.exit_code == 2 and "either --device or --devices" in both.stderr
+    missing = _predict(exam, "--weights-dir", random_weights, "--devices", "cuda:7")
+    assert missing.exit_code != 0 and "CUDA" in missing.stderr
