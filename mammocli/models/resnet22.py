@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .elementwise import relu_fresh_output
+from .elementwise import add_to_fresh_output, relu_fresh_output
 
 PLANES = (16, 32, 64, 128, 256)
 STRIDES = (1, 2, 2, 2, 2)
@@ -33,7 +33,7 @@ class BasicBlockV2(nn.Module):
         shortcut = self.downsample(a) if self.downsample is not None else x
         h = self.conv1(a)
         h = self.conv2(relu_fresh_output(self.bn2(h)))
-        return h.add_(shortcut)
+        return add_to_fresh_output(h, shortcut)
 
 
 class ResNet22(nn.Module):
@@ -55,21 +55,17 @@ class ResNet22(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> globally average-pooled features (N, 256)."""
         h = self.first_conv(x)
-        h = self.first_pool(h) if _is_channels_last(h) else max_pool_3x3_stride_2(h)
+        h = max_pool_3x3_stride_2(h)
         for stage in self.layer_list:
             h = stage(h)
         h = relu_fresh_output(self.final_bn(h))
         return h.mean(dim=(2, 3))
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
 def max_pool_3x3_stride_2(x: torch.Tensor) -> torch.Tensor:
     """`F.max_pool2d(x, 3, 2)` as a max over rows then columns of strided views: the same
-    numbers (a max rounds nothing), ~4x faster on a large NCHW CPU tensor, where the pooling
-    kernel took a quarter of the ResNet's time."""
+    numbers (a max rounds nothing), ~4x faster on a large NCHW CPU tensor (where the pooling
+    kernel took a quarter of the ResNet's time), as fast in NHWC, and no int64 index tensor."""
     if x.requires_grad:
         return F.max_pool2d(x, 3, 2)
     rows = (x.shape[-2] - 3) // 2 + 1
