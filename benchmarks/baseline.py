@@ -77,6 +77,7 @@ def heatmaps(model: PatchClassifier, images: Sequence[np.ndarray], rng: random.R
     """Every patch of every image through the network, batches straddling images."""
     p, stride = config.patch_size, config.patch_stride
     model = model.eval()
+    device = next(model.parameters()).device
     jobs = []  # (image index, row, col), the authors' order: images, columns outer, rows inner
     grids = []
     normalized = []
@@ -94,8 +95,8 @@ def heatmaps(model: PatchClassifier, images: Sequence[np.ndarray], rng: random.R
             patch = normalized[i][r:r + p, c:c + p]
             for channel in range(3):
                 batch[k, channel] = patch
-        logits = model(torch.from_numpy(batch).float())
-        probs[start:start + len(chunk)] = torch.softmax(logits, dim=1).numpy()
+        logits = model(torch.from_numpy(batch).float().to(device))
+        probs[start:start + len(chunk)] = torch.softmax(logits, dim=1).cpu().numpy()
     out = []
     for i, image in enumerate(images):
         prob_b = np.zeros(image.shape, np.float32)
@@ -116,6 +117,7 @@ def view_wise(model: SplitBreastModel, images: Mapping[View, Sequence[Classifier
               config: PipelineConfig, rng: np.random.RandomState, tta: int) -> dict[str, float]:
     """Each augmented window on its own, batch size 1, input rebuilt per draw."""
     model = model.eval()
+    device = next(model.parameters()).device
     draws = draw_windows(images, config, rng, augment=tta > 0, epochs=max(tta, 1))
     with_heatmaps = model.input_channels == 3
     features: dict[View, list[torch.Tensor]] = {v: [] for v in VIEWS}
@@ -124,9 +126,9 @@ def view_wise(model: SplitBreastModel, images: Mapping[View, Sequence[Classifier
         joint = image.joint(with_heatmaps)
         x = standardize_image_channel(cut_window(joint, d.pads, d.record,
                                                  config.window(d.view.angle)))
-        features[d.view].append(model.features(d.view, x[None]))
+        features[d.view].append(model.features(d.view, x[None].to(device)))
     logp = model.heads({v: torch.cat(f) for v, f in features.items()})
-    cc = torch.exp(logp[Angle.CC].double())[..., 1]
-    mlo = torch.exp(logp[Angle.MLO].double())[..., 1]
+    cc = torch.exp(logp[Angle.CC].double().cpu())[..., 1]
+    mlo = torch.exp(logp[Angle.MLO].double().cpu())[..., 1]
     per_label = ((cc + mlo) / 2).mean(dim=0)
     return {label: float(per_label[i]) for i, label in enumerate(LABELS)}

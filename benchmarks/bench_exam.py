@@ -76,20 +76,29 @@ def _status_kib(key: str) -> int:
     return 0
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """Best-of-N rate of an n x n matmul (2 n^3 FLOP) on this machine, all torch threads."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 2048,
+                  repeats: int = 5) -> float:
+    """Best-of-N rate of an n x n matmul (2 n^3 FLOP) on the device (CPU: all torch threads)."""
+    n = n if device == "cpu" else 8192
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
+        _sync(device)
         t = time.perf_counter()
         torch.mm(a, b)
+        _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 
 
-def machine() -> dict[str, Any]:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def machine(device: str = "cpu") -> dict[str, Any]:
     cpu = platform.processor() or "unknown"
     flags = ""
     try:
@@ -110,8 +119,10 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load_average": os.getloadavg(),
-        "matmul_fp32_gflops": matmul_gflops(torch.float32),
-        "matmul_bf16_gflops": matmul_gflops(torch.bfloat16),
+        "device": (torch.cuda.get_device_name(torch.device(device))
+                   if device.startswith("cuda") else "cpu"),
+        "matmul_fp32_gflops": matmul_gflops(torch.float32, device),
+        "matmul_bf16_gflops": matmul_gflops(torch.bfloat16, device),
     }
 
 
@@ -144,16 +155,30 @@ def pipeline_config(size: str, tta: int) -> Any:
 
 
 # ----------------------------------------------------------------------------- workers
+_device = "cpu"  # the worker's device, set by worker()
+
+
 def _timed(record: dict[str, Any], stage: str, fn: Callable[[], Any]) -> Any:
+    """Run and time one stage (waiting for the GPU, if any, before and after)."""
     reset_peak_rss()
+    cuda = _device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     out = fn()
+    if cuda:
+        torch.cuda.synchronize()
     record[stage] = {"seconds": time.perf_counter() - started, "peak_rss": peak_rss()}
+    if cuda:
+        record[stage]["peak_gpu"] = torch.cuda.max_memory_allocated()
     return out
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One implementation in this process; returns timings, counts and outputs."""
+    global _device
+    _device = args.device
     from mammocli.io.discover import read_exam_folder
     from mammocli.randomness import ExamRandomness
     from mammocli.results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
@@ -327,6 +352,7 @@ def report(args: argparse.Namespace, info: dict[str, Any],
         + (f" on a {args.heatmap_grid}x{args.heatmap_grid}-patch tissue region"
            if args.heatmap_grid else "") + ")",
         f"machine: {info['cpu']}, {info['cores']} cores, torch threads {info['torch_threads']}, "
+        f"device {info['device']}, "
         f"ISA {' '.join(info['isa'])}; load average at start "
         f"{' '.join(f'{x:.1f}' for x in info['load_average'])}",
         f"torch {info['torch']}, Python {info['python']}; measured matmul "
@@ -363,7 +389,8 @@ def report(args: argparse.Namespace, info: dict[str, Any],
             share = (f"{100 * work[1] / secs / info['matmul_fp32_gflops']:7.0f}%"
                      if work else f"{'':>8}")
             lines.append(f"{STAGE_NAMES[stage]:<20} {name:<16} {secs:9.2f} {ratio:>7} {rate} "
-                         f"{gflops} {share} {rec['peak_rss'] / 2**30:8.2f}G")
+                         f"{gflops} {share} {rec['peak_rss'] / 2**30:8.2f}G"
+                         + (f"  GPU {rec['peak_gpu'] / 2**30:.2f}G" if "peak_gpu" in rec else ""))
     lines.append("-" * len(header))
     base_total = totals.get("baseline fp32")
     for name, total in totals.items():
@@ -454,7 +481,7 @@ def main() -> None:
         args.result.write_text(json.dumps(worker(args)))
         return
 
-    info = machine()
+    info = machine(args.device)
     with tempfile.TemporaryDirectory(prefix="mammocli-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
         exam, weights = build_inputs(workdir, args.size)
