@@ -1,11 +1,14 @@
-"""Running many exams: one bad exam never stops the others, and the next exam is read and
-cropped in a background thread while the current one computes."""
+"""Running many exams: one bad exam never stops the others, and the next exams are read and
+cropped in the background while the current one computes."""
 
 from __future__ import annotations
 
+import multiprocessing
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from .console import log
@@ -31,6 +34,12 @@ def exam_failure(exam: ExamSource, exc: BaseException) -> ExamFailure:
     if isinstance(exc, MammocliError):
         return ExamFailure(exam_id=exam.exam_id, error=exc.message, hint=exc.hint,
                            exit_code=exc.exit_code)
+    if isinstance(exc, BrokenExecutor):
+        return ExamFailure(exam_id=exam.exam_id,
+                           error="the process preparing this exam died (out of memory, or a "
+                           "crash decoding an image of this or another exam in preparation)",
+                           hint="run the exam again, alone or with --prepare-workers 0",
+                           exit_code=3)
     # A bug, not bad input: keep the traceback for the report, go on with the other exams.
     log.error("unexpected error in exam %s:\n%s", exam.exam_id,
               "".join(traceback.format_exception(exc)))
@@ -39,15 +48,22 @@ def exam_failure(exam: ExamSource, exc: BaseException) -> ExamFailure:
 
 
 def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
-              on_start: Callable[[ExamSource], None] | None = None) -> Iterator[ExamOutcome]:
-    """Yield one outcome per exam, in order."""
+              on_start: Callable[[ExamSource], None] | None = None,
+              prepare_workers: int = 0) -> Iterator[ExamOutcome]:
+    """Yield one outcome per exam, in order. The next exams are read and cropped ahead of the
+    computation: in one thread by default, or in `prepare_workers` processes (cropping holds
+    the GIL; a GPU can consume exams faster than one CPU core prepares them)."""
     randomness = RunRandomness(predictor.config.seed, predictor.config.rng_mode)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
-        pending: Future[Prepared] | None = None
-        for i, exam in enumerate(exams):
-            future = pending if pending is not None else pool.submit(predictor.prepare, exam)
-            pending = pool.submit(predictor.prepare, exams[i + 1]) if i + 1 < len(exams) \
-                else None
+    ahead = max(prepare_workers, 1)  # exams in preparation at once (bounds the memory held)
+    with ExitStack() as pools:
+        submit = _preparation(predictor, prepare_workers, pools)
+        pending: deque[Future[Prepared]] = deque()
+        submitted = 0
+        for exam in exams:
+            while submitted < len(exams) and len(pending) <= ahead:
+                pending.append(submit(exams[submitted]))
+                submitted += 1
+            future = pending.popleft()
             if on_start:
                 on_start(exam)
             rng = randomness.for_exam()
@@ -55,6 +71,34 @@ def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
                 prepared = future.result()
                 yield ExamOutcome(exam, output=predictor.run(exam, rng, prepared))
             except KeyboardInterrupt:
+                for waiting in pending:
+                    waiting.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - one exam's failure must not stop the batch
                 yield ExamOutcome(exam, failure=exam_failure(exam, exc))
+
+
+def _preparation(predictor: Predictor, workers: int,
+                 pools: ExitStack) -> Callable[[ExamSource], Future[Prepared]]:
+    """A submit function for stages 1-2: one thread, or `workers` processes. Should a worker
+    process die (its exam then fails alone), the remaining exams go to a thread."""
+    thread = pools.enter_context(ThreadPoolExecutor(max_workers=1,
+                                                    thread_name_prefix="prepare"))
+    if workers <= 1:
+        return lambda exam: thread.submit(predictor.prepare, exam)
+    processes = pools.enter_context(ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn")))
+    broken = False
+
+    def submit(exam: ExamSource) -> Future[Prepared]:
+        nonlocal broken
+        if not broken:
+            try:
+                return processes.submit(predictor.preparer, exam)
+            except BrokenExecutor:
+                broken = True
+                log.warning("a preparation process died; preparing the remaining exams in "
+                            "this process")
+        return thread.submit(predictor.prepare, exam)
+
+    return submit

@@ -23,16 +23,15 @@ from .classify import (
     view_wise_probabilities,
 )
 from .config import FlipMode, PipelineConfig
-from .errors import ConfigError, MissingViewError
+from .errors import ConfigError
 from .heatmaps import HeatmapEngine, Heatmaps
 from .io.dicom_options import DicomOptions
 from .io.dicom_scan import dicom_uids
 from .io.exam import ExamSource
-from .io.load import read_view_image
 from .models.breast import ImageBreastModel, SplitBreastModel
 from .models.loading import load_image_wise, load_patch_classifier, load_view_wise
 from .precision import Precision, configure
-from .prepare import PreparedImage, prepare_image
+from .prepare import ExamPreparer, PreparedImage
 from .preprocess.orientation import to_canonical
 from .randomness import ExamRandomness
 from .results import (
@@ -141,22 +140,11 @@ class Predictor:
         self.config = config
         self.flip_mode = flip_mode
         self.dicom = dicom or DicomOptions()
+        self.preparer = ExamPreparer(config, flip_mode, self.dicom)
         self.need_heatmaps = need_heatmaps or VARIANT_IMAGE_AND_HEATMAPS in models.breast
 
     def prepare(self, exam: ExamSource) -> dict[View, list[PreparedImage]]:
-        missing = exam.missing_views
-        if missing:
-            raise MissingViewError(
-                f"{exam.exam_id}: missing view(s) {', '.join(v.value for v in missing)}",
-                hint="each exam needs L-CC, R-CC, L-MLO and R-MLO; name files like L_CC.png "
-                "or list them in exam.yaml",
-            )
-        flip = exam.horizontal_flip or self.flip_mode
-        return {
-            view: [prepare_image(read_view_image(src, dicom=self.dicom), flip, self.config)
-                   for src in exam.images[view]]
-            for view in VIEWS
-        }
+        return self.preparer(exam)
 
     def compute_heatmaps(self, prepared: Mapping[View, list[PreparedImage]],
                          rng: ExamRandomness) -> dict[View, list[Heatmaps]]:

@@ -7,11 +7,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import FlipMode, PipelineConfig
-from .io.exam import ImageSource, ViewImage
+from .errors import MissingViewError
+from .io.dicom_options import DicomOptions
+from .io.exam import ExamSource, ImageSource, ViewImage
+from .io.load import read_view_image
 from .preprocess.centers import best_center
 from .preprocess.crop import CropResult, crop_mammogram
 from .preprocess.orientation import Orientation, decide_orientation, to_canonical
-from .views import View
+from .views import VIEWS, View
+
+PreparedExam = dict[View, list["PreparedImage"]]
 
 
 @dataclass(frozen=True)
@@ -42,3 +47,28 @@ def prepare_image(image: ViewImage, flip_mode: FlipMode, config: PipelineConfig,
             f"({crop.distance_from_starting_side} px gap); check the orientation"
         )
     return PreparedImage(source.view, source, orientation, crop, pixels, center, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class ExamPreparer:
+    """Stages 1-2 for every image of an exam. Plain values only, so a process pool can run it
+    (`predict --prepare-workers`) while the models stay in the main process."""
+
+    config: PipelineConfig
+    flip_mode: FlipMode = FlipMode.AUTO
+    dicom: DicomOptions = DicomOptions()
+
+    def __call__(self, exam: ExamSource) -> PreparedExam:
+        missing = exam.missing_views
+        if missing:
+            raise MissingViewError(
+                f"{exam.exam_id}: missing view(s) {', '.join(v.value for v in missing)}",
+                hint="each exam needs L-CC, R-CC, L-MLO and R-MLO; name files like L_CC.png "
+                "or list them in exam.yaml",
+            )
+        flip = exam.horizontal_flip or self.flip_mode
+        return {
+            view: [prepare_image(read_view_image(src, dicom=self.dicom), flip, self.config)
+                   for src in exam.images[view]]
+            for view in VIEWS
+        }

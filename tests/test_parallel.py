@@ -58,3 +58,36 @@ def test_devices_refuses_the_single_stream_and_a_second_device_option(
     assert both.exit_code == 2 and "either --device or --devices" in both.stderr
     missing = _predict(exam, "--weights-dir", random_weights, "--devices", "cuda:7")
     assert missing.exit_code != 0 and "CUDA" in missing.stderr
+
+
+def test_preparation_processes_give_the_same_results(
+        tmp_path: Path, random_weights: Path, small_pipeline: Path) -> None:
+    root = tmp_path / "root"
+    for i in range(3):
+        write_exam(root / f"e{i}", shape=(400, 300), seed=10 + i)
+    (root / "e1" / "R_CC.png").write_text("not a PNG")
+    args = ["--weights-dir", random_weights, "--pipeline-config", small_pipeline, "--tta", "2",
+            "--variants", "image-only"]
+    threaded = _predict(root, *args)
+    processes = _predict(root, *args, "--prepare-workers", "2")
+    assert threaded.exit_code == processes.exit_code == 3, processes.stderr
+    assert "R_CC.png: cannot read" in processes.stderr
+    ours = [json.loads(line) for line in processes.stdout.splitlines()]
+    want = [json.loads(line) for line in threaded.stdout.splitlines()]
+    assert [(r["exam_id"], r["status"]) for r in ours] == [
+        ("e0", "ok"), ("e1", "failed"), ("e2", "ok")]
+    for a, b in zip(ours, want, strict=True):
+        assert a.get("predictions") == b.get("predictions")  # same process computes: equal
+        assert a.get("views") == b.get("views")
+
+
+def test_a_dead_preparation_process_fails_its_exam_with_a_clear_message(tmp_path: Path) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from mammocli.batch import exam_failure
+    from mammocli.io.exam import ExamSource
+
+    failure = exam_failure(ExamSource(exam_id="e7", folder=tmp_path, images={}),
+                           BrokenProcessPool("worker died"))
+    assert failure.exit_code == 3 and "process preparing this exam died" in failure.error
+    assert "--prepare-workers 0" in (failure.hint or "")
