@@ -40,18 +40,40 @@ def _l1_distance_to_background(mask: np.ndarray) -> np.ndarray:
     return dist[1:-1, 1:-1]
 
 
+def _bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice] | None:
+    """Rows and columns holding True pixels, widened by `margin` within the array."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (slice(max(int(rows[0]) - margin, 0), int(rows[-1]) + 1 + margin),
+            slice(max(int(cols[0]) - margin, 0), int(cols[-1]) + 1 + margin))
+
+
 def largest_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | None:
-    """Opening by a radius-`iterations` diamond, restricted to the largest eroded component."""
+    """Opening by a radius-`iterations` diamond, restricted to the largest eroded component.
+
+    Both distance transforms run on bounding boxes only (a third less work on a mammogram),
+    with the same result: everything outside the non-zero pixels' box is background, which
+    the padding of `_l1_distance_to_background` stands for; and no pixel farther than
+    `iterations` from the largest component's box can be within `iterations` of it."""
     mask = image > 0
-    eroded = _l1_distance_to_background(mask) > iterations
-    labels, count = ndimage.label(eroded)
+    box = _bounding_box(mask)
+    if box is None:
+        return None
+    eroded = _l1_distance_to_background(mask[box]) > iterations
+    labels, count = ndimage.label(eroded)  # numbered in raster order, as on the whole image
     if count == 0:
         return None
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
-    largest = labels == int(np.argmax(sizes))  # ties: smallest label, like pandas idxmax
-    dist = ndimage.distance_transform_cdt(~largest, metric="taxicab")
-    return dist <= iterations
+    largest = np.zeros_like(mask)
+    largest[box] = labels == int(np.argmax(sizes))  # ties: smallest label, like pandas idxmax
+    near = _bounding_box(largest, margin=iterations)
+    assert near is not None
+    opened = np.zeros_like(mask)
+    opened[near] = ndimage.distance_transform_cdt(~largest[near], metric="taxicab") <= iterations
+    return opened
 
 
 def crop_mammogram(image: np.ndarray, facing: Facing, *, iterations: int = 100,
