@@ -56,6 +56,9 @@ def test_devices_refuses_the_single_stream_and_a_second_device_option(
     both = _predict(exam, "--weights-dir", random_weights, "--devices", "cpu",
                     "--device", "cpu")
     assert both.exit_code == 2 and "either --device or --devices" in both.stderr
+    with_preparers = _predict(exam, "--weights-dir", random_weights, "--devices", "cpu,cpu",
+                              "--prepare-workers", "2")
+    assert with_preparers.exit_code == 2 and "--prepare-workers" in with_preparers.stderr
     missing = _predict(exam, "--weights-dir", random_weights, "--devices", "cuda:7")
     assert missing.exit_code != 0 and "CUDA" in missing.stderr
 

@@ -210,6 +210,9 @@ def register(app: typer.Typer) -> None:
         if devices:
             if device != "auto":
                 raise ConfigError("use either --device or --devices, not both")
+            if prepare_workers:
+                raise ConfigError("--prepare-workers is for one device; with --devices each "
+                                  "worker process prepares its own exams")
             device_list = parse_devices(devices)
             log.info("devices: %s (one worker process each)", ", ".join(device_list))
             spec = PredictorSpec.resolve(model, chosen, locate, config,
