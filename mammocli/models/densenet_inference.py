@@ -6,7 +6,7 @@ mode, with fewer passes over memory. Two plans:
   layer's norm1 is one fused multiply-add read straight from the block's shared feature buffer
   (with the scale and shift probed from `F.batch_norm` itself, so it rounds identically)
   instead of a dense copy followed by a normalisation pass.
-- folded (bf16, and fp32 on request): with eval-mode BatchNorm a per-channel affine map, a
+- folded (bf16; `fold=True` in fp32): with eval-mode BatchNorm a per-channel affine map, a
   BatchNorm right after a convolution is folded into its weights and bias (conv0/norm0 and
   conv1/norm2 of every dense layer), the following ReLU runs inside the convolution (oneDNN
   post-op on CPU), and each transition averages 2x2 before its 1x1 convolution rather than
