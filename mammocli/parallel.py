@@ -1,6 +1,5 @@
 """Many exams on several devices: one worker process per device (`predict --devices`), each
-with its own copy of the models, exams handed to whichever worker is free, outcomes returned in
-the input order.
+with its own copy of the models and its share of the exams, outcomes returned in input order.
 
 Every exam draws from its own generators (the default `--rng-stream exam`), so which worker runs
 it changes no number; the authors' single stream (`run`) is inherently sequential and refused.
@@ -10,20 +9,21 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue as ProcessQueue
 from pathlib import Path
 
-from .batch import ExamOutcome, exam_failure
+from .batch import ExamOutcome, exam_failure, run_exams
 from .config import FlipMode, PipelineConfig, RngMode
 from .errors import ConfigError
 from .io.dicom_options import DicomOptions
 from .io.exam import ExamSource
 from .pipeline import ExamOutput, ModelKind, Models, Predictor
 from .precision import Precision
-from .randomness import ExamRandomness
+from .results import ExamFailure
 from .runtime import configure_threads, select_device, tune_allocator
 
 
@@ -80,46 +80,80 @@ def threads_per_worker(workers: int, requested: int = 0) -> int:
 
 
 def run_exams_on_devices(exams: Sequence[ExamSource], spec: PredictorSpec,
-                         devices: Sequence[str], threads: int = 0) -> Iterator[ExamOutcome]:
-    """Yield one outcome per exam, in the order given."""
+                         devices: Sequence[str], threads: int = 0,
+                         prepare_workers: int = 0) -> Iterator[ExamOutcome]:
+    """Yield one outcome per exam, in the order given. Worker k runs exams k, k+n, k+2n, ...
+    as one batch (`run_exams`: the next exam is read and cropped while one computes, in
+    `prepare_workers` processes of its own if asked)."""
     if spec.config.rng_mode is RngMode.RUN:
         raise ConfigError("--devices runs exams in parallel, which the single random stream "
                           "of --rng-stream run cannot do", hint="use --rng-stream exam")
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
-    free_devices: ProcessQueue[str] = context.Queue()
-    for device in devices:
-        free_devices.put(device)
+    results: ProcessQueue[tuple[int, ExamOutcome]] = context.Queue()
     per_worker = threads_per_worker(len(devices), threads)
-    with ProcessPoolExecutor(max_workers=len(devices), mp_context=context,
-                             initializer=_start_worker,
-                             initargs=(spec, free_devices, per_worker)) as pool:
-        futures: list[Future[ExamOutcome]] = [pool.submit(_predict, exam) for exam in exams]
-        try:
-            for future in futures:
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    shards = {k: list(range(k, len(exams), len(devices))) for k in range(len(devices))}
+    # Not daemonic: a worker may start preparation processes of its own.
+    workers: dict[int, BaseProcess] = {
+        k: context.Process(target=_device_worker, name=f"mammocli-{device}",
+                           args=(spec, device, per_worker, prepare_workers,
+                                 [(i, exams[i]) for i in shards[k]], results))
+        for k, device in enumerate(devices) if shards[k]
+    }
+    for worker in workers.values():
+        worker.start()
+    try:
+        done: dict[int, ExamOutcome] = {}
+        owner = {i: k for k, shard in shards.items() for i in shard}
+        next_index = 0
+        while next_index < len(exams):
+            try:
+                index, outcome = results.get(timeout=1.0)
+                done[index] = outcome
+            except queue.Empty:
+                _fail_lost_exams(exams, workers, owner, done)
+            while next_index in done:
+                yield done.pop(next_index)
+                next_index += 1
+    finally:
+        for worker in workers.values():
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
 
 
-_worker_predictor: Predictor | None = None
+def _fail_lost_exams(exams: Sequence[ExamSource], workers: dict[int, BaseProcess],
+                     owner: dict[int, int], done: dict[int, ExamOutcome]) -> None:
+    """A worker that died (killed for memory, a crash in a native library) took its
+    remaining exams with it: they fail, the other workers go on."""
+    dead = {k for k, w in workers.items() if w.exitcode is not None and w.exitcode != 0}
+    for index, k in owner.items():
+        if k in dead and index not in done:
+            exam = exams[index]
+            done[index] = ExamOutcome(exam, failure=ExamFailure(
+                exam_id=exam.exam_id, exit_code=1,
+                error=f"the worker process for {workers[k].name.removeprefix('mammocli-')} "
+                f"stopped (exit code {workers[k].exitcode}) before this exam was done",
+                hint="run it again; if it recurs, without --devices"))
+    for k in dead:
+        del workers[k]
 
 
-def _start_worker(spec: PredictorSpec, free_devices: ProcessQueue[str], threads: int) -> None:
-    global _worker_predictor
+def _device_worker(spec: PredictorSpec, device: str, threads: int, prepare_workers: int,
+                   shard: list[tuple[int, ExamSource]],
+                   results: ProcessQueue[tuple[int, ExamOutcome]]) -> None:
     tune_allocator()
     configure_threads(threads)
-    _worker_predictor = spec.build(free_devices.get(timeout=60))
-
-
-def _predict(exam: ExamSource) -> ExamOutcome:
-    assert _worker_predictor is not None, "worker not initialised"
-    predictor = _worker_predictor
+    exams = [exam for _, exam in shard]
     try:
-        output = predictor.run(exam, ExamRandomness(predictor.config.seed))
-        if not predictor.need_heatmaps:  # the parent needs only the result: pickle less
-            output = ExamOutput(output.result, {}, {}, {})
-        return ExamOutcome(exam, output=output)
-    except Exception as exc:  # noqa: BLE001 - one exam's failure must not stop the batch
-        return ExamOutcome(exam, failure=exam_failure(exam, exc))
+        predictor = spec.build(device)
+    except Exception as exc:  # noqa: BLE001 - e.g. the device is out of memory: fail its exams
+        for index, exam in shard:
+            results.put((index, ExamOutcome(exam, failure=exam_failure(exam, exc))))
+        return
+    outcomes = run_exams(exams, predictor, prepare_workers=prepare_workers)
+    for (index, _), outcome in zip(shard, outcomes, strict=True):
+        if outcome.output is not None and not predictor.need_heatmaps:
+            # The parent needs only the result: pickle less.
+            outcome = ExamOutcome(outcome.exam, output=ExamOutput(outcome.output.result,
+                                                                  {}, {}, {}))
+        results.put((index, outcome))

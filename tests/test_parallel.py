@@ -1,5 +1,6 @@
-"""`predict --devices`: one worker process per device, the same results in the same order as a
-single process, bad exams reported alone."""
+"""`predict --devices` (one worker process per device) and `--prepare-workers` (preparation in
+processes): the same results in the same order as a single process, bad exams reported alone,
+a worker that dies failing only its own exams."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_two_workers_give_the_single_process_results_in_order(
     args = ["--weights-dir", random_weights, "--pipeline-config", small_pipeline, "--tta", "2",
             "--variants", "image-only"]
     single = _predict(root, *args)
-    parallel = _predict(root, *args, "--devices", "cpu,cpu", "--threads", "1")
+    parallel = _predict(root, *args, "--devices", "cpu,cpu", "--threads", "1",
+                        "--prepare-workers", "2")
     assert single.exit_code == parallel.exit_code == 3, parallel.stderr
     assert "devices: cpu, cpu" in parallel.stderr
     ours = [json.loads(line) for line in parallel.stdout.splitlines()]
@@ -56,9 +58,6 @@ def test_devices_refuses_the_single_stream_and_a_second_device_option(
     both = _predict(exam, "--weights-dir", random_weights, "--devices", "cpu",
                     "--device", "cpu")
     assert both.exit_code == 2 and "either --device or --devices" in both.stderr
-    with_preparers = _predict(exam, "--weights-dir", random_weights, "--devices", "cpu,cpu",
-                              "--prepare-workers", "2")
-    assert with_preparers.exit_code == 2 and "--prepare-workers" in with_preparers.stderr
     missing = _predict(exam, "--weights-dir", random_weights, "--devices", "cuda:7")
     assert missing.exit_code != 0 and "CUDA" in missing.stderr
 
@@ -94,3 +93,24 @@ def test_a_dead_preparation_process_fails_its_exam_with_a_clear_message(tmp_path
                            BrokenProcessPool("worker died"))
     assert failure.exit_code == 3 and "process preparing this exam died" in failure.error
     assert "--prepare-workers 0" in (failure.hint or "")
+
+
+def test_a_dead_device_worker_fails_only_its_own_unfinished_exams(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from mammocli.batch import ExamOutcome
+    from mammocli.io.exam import ExamSource
+    from mammocli.parallel import _fail_lost_exams
+
+    exams = [ExamSource(exam_id=f"e{i}", folder=tmp_path, images={}) for i in range(4)]
+    alive = SimpleNamespace(exitcode=None, name="mammocli-cuda:0")
+    killed = SimpleNamespace(exitcode=-9, name="mammocli-cuda:1")
+    workers = {0: alive, 1: killed}
+    owner = {0: 0, 1: 1, 2: 0, 3: 1}
+    done = {1: ExamOutcome(exams[1])}  # e1 finished before its worker died
+    _fail_lost_exams(exams, workers, owner, done)  # type: ignore[arg-type]
+    assert set(done) == {1, 3} and done[1].failure is None
+    failure = done[3].failure
+    assert failure is not None and "worker process for cuda:1 stopped (exit code -9)" in \
+        failure.error
+    assert set(workers) == {0}  # the dead worker is not waited for again

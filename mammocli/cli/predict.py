@@ -151,7 +151,8 @@ def register(app: typer.Typer) -> None:
             "out (e.g. cuda:0,cuda:1; cuda = every GPU; cpu,cpu splits the CPU threads)."),
         prepare_workers: int = typer.Option(
             0, "--prepare-workers", min=0, help="Read and crop upcoming exams in N processes "
-            "(default: one thread). Helps a GPU, which computes faster than one core crops."),
+            "(default: one thread; per device with --devices). Helps a GPU, which computes "
+            "faster than one core crops."),
         pipeline_config: Path | None = typer.Option(
             None, "--pipeline-config", help="YAML overriding pipeline sizes (advanced)."),
         views_csv: Path | None = typer.Option(
@@ -210,16 +211,14 @@ def register(app: typer.Typer) -> None:
         if devices:
             if device != "auto":
                 raise ConfigError("use either --device or --devices, not both")
-            if prepare_workers:
-                raise ConfigError("--prepare-workers is for one device; with --devices each "
-                                  "worker process prepares its own exams")
             device_list = parse_devices(devices)
             log.info("devices: %s (one worker process each)", ", ".join(device_list))
             spec = PredictorSpec.resolve(model, chosen, locate, config,
                                          precision=Precision(precision),
                                          flip_mode=horizontal_flip,
                                          need_heatmaps=save_heatmaps is not None, dicom=dicom)
-            exam_outcomes = run_exams_on_devices(exams, spec, device_list, threads)
+            exam_outcomes = run_exams_on_devices(exams, spec, device_list, threads,
+                                                 prepare_workers)
         else:
             torch_device = select_device(device)
             log.info("device: %s", torch_device)
