@@ -63,6 +63,7 @@ def parse_devices(text: str) -> list[str]:
     if devices in (["cuda"], ["cuda:all"]):
         import torch
 
+        select_device("cuda")  # the clear error where there is none
         devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     if not devices:
         raise ConfigError("--devices needs at least one device (e.g. cuda:0,cuda:1 or cpu,cpu)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from typer.testing import CliRunner
 
 from mammocli.cli.app import app
@@ -58,8 +59,9 @@ def test_devices_refuses_the_single_stream_and_a_second_device_option(
     both = _predict(exam, "--weights-dir", random_weights, "--devices", "cpu",
                     "--device", "cpu")
     assert both.exit_code == 2 and "either --device or --devices" in both.stderr
-    missing = _predict(exam, "--weights-dir", random_weights, "--devices", "cuda:7")
-    assert missing.exit_code != 0 and "CUDA" in missing.stderr
+    for devices in ("cuda:99", "cuda") if not torch.cuda.is_available() else ("cuda:99",):
+        missing = _predict(exam, "--weights-dir", random_weights, "--devices", devices)
+        assert missing.exit_code == 5 and "CUDA" in missing.stderr, devices
 
 
 def test_preparation_processes_give_the_same_results(
