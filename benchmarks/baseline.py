@@ -44,7 +44,7 @@ def _plain_basic_block(self: resnet22.BasicBlockV2, x: torch.Tensor) -> torch.Te
     return h + shortcut
 
 
-def _iterative_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | None:
+def iterative_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | None:
     """The authors' morphology: erode, keep the largest component, dilate (iterations times)."""
     eroded = ndimage.binary_erosion(image > 0, iterations=iterations)
     labels, count = ndimage.label(eroded)
@@ -61,7 +61,7 @@ def install() -> None:
     densenet.SamePadMaxPool.forward = _padded_max_pool  # type: ignore[method-assign]
     resnet22.BasicBlockV2.forward = _plain_basic_block  # type: ignore[method-assign]
     resnet22.max_pool_3x3_stride_2 = lambda x: torch.nn.functional.max_pool2d(x, 3, 2)
-    crop.largest_tissue_mask = _iterative_tissue_mask  # type: ignore[assignment]
+    crop.largest_tissue_mask = iterative_tissue_mask  # type: ignore[assignment]
 
 
 def standardize64(image: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ it changes no number; the authors' single stream (`run`) is inherently sequentia
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from .io.exam import ExamSource
 from .pipeline import ExamOutput, ModelKind, Models, Predictor
 from .precision import Precision
 from .results import ExamFailure
-from .runtime import configure_threads, select_device, tune_allocator
+from .runtime import available_cpus, configure_threads, select_device, tune_allocator
 
 
 @dataclass(frozen=True)
@@ -43,11 +42,13 @@ class PredictorSpec:
 
     @classmethod
     def resolve(cls, kind: ModelKind, variants: tuple[str, ...], locate: Callable[[str], Path],
-                config: PipelineConfig, **options: object) -> PredictorSpec:
-        need_heatmaps = bool(options.get("need_heatmaps", False))
+                config: PipelineConfig, *, precision: Precision = Precision.FP32,
+                flip_mode: FlipMode = FlipMode.AUTO, need_heatmaps: bool = False,
+                dicom: DicomOptions | None = None) -> PredictorSpec:
+        """The spec, with every weight file it needs located (downloaded and verified) here."""
         names = Models.weight_files(kind, variants, patch_classifier=need_heatmaps)
-        return cls(kind, variants, {name: locate(name) for name in names}, config,
-                   **options)  # type: ignore[arg-type]
+        return cls(kind, variants, {name: locate(name) for name in names}, config, precision,
+                   flip_mode, need_heatmaps, dicom)
 
     def build(self, device: str) -> Predictor:
         models = Models.load(self.kind, self.variants, self.weights.__getitem__,
@@ -74,10 +75,7 @@ def parse_devices(text: str) -> list[str]:
 
 def threads_per_worker(workers: int, requested: int = 0) -> int:
     """Torch threads for each worker: as asked, else the CPUs this process may use shared out."""
-    if requested > 0:
-        return requested
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cpus or 1) // workers)
+    return requested if requested > 0 else max(1, available_cpus() // workers)
 
 
 def run_exams_on_devices(exams: Sequence[ExamSource], spec: PredictorSpec,

@@ -44,16 +44,20 @@ def tune_allocator() -> bool:
     return ok
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's cpuset can be smaller than the machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
 def configure_threads(threads: int = 0) -> int:
-    """Set torch's intra-op threads: `threads` if given, else at most the CPUs this process may
-    run on (a container's cpuset can be smaller than the machine, and OpenMP threads beyond it
-    stall at every barrier). Returns the count in use."""
+    """Set torch's intra-op threads: `threads` if given, else at most `available_cpus()`
+    (OpenMP threads beyond them stall at every barrier). Returns the count in use."""
     if threads > 0:
         torch.set_num_threads(threads)
-    elif hasattr(os, "sched_getaffinity"):
-        allowed = len(os.sched_getaffinity(0))
-        if 0 < allowed < torch.get_num_threads():
-            torch.set_num_threads(allowed)
+    elif available_cpus() < torch.get_num_threads():
+        torch.set_num_threads(available_cpus())
     return torch.get_num_threads()
 
 

@@ -116,3 +116,37 @@ def test_a_dead_device_worker_fails_only_its_own_unfinished_exams(tmp_path: Path
     assert failure is not None and "worker process for cuda:1 stopped (exit code -9)" in \
         failure.error
     assert set(workers) == {0}  # the dead worker is not waited for again
+
+
+class _DiesOnBoom:
+    """A preparer whose process dies (as if killed for memory) on the exam named boom."""
+
+    def __call__(self, exam: object) -> str:
+        import os
+
+        if getattr(exam, "exam_id", "") == "boom":
+            os._exit(9)
+        return "process"
+
+
+def test_after_a_preparation_process_dies_the_rest_is_prepared_in_a_thread(
+        tmp_path: Path) -> None:
+    from concurrent.futures import BrokenExecutor
+    from contextlib import ExitStack
+    from types import SimpleNamespace
+
+    import pytest
+
+    from mammocli.batch import _preparation
+    from mammocli.io.exam import ExamSource
+
+    def exam(name: str) -> ExamSource:
+        return ExamSource(exam_id=name, folder=tmp_path, images={})
+
+    predictor = SimpleNamespace(preparer=_DiesOnBoom(), prepare=lambda exam: "thread")
+    with ExitStack() as pools:
+        submit = _preparation(predictor, 2, pools)  # type: ignore[arg-type]
+        assert submit(exam("e1")).result(timeout=60) == "process"
+        with pytest.raises(BrokenExecutor):
+            submit(exam("boom")).result(timeout=60)
+        assert submit(exam("e2")).result(timeout=60) == "thread"

@@ -40,7 +40,6 @@ class ResNet22(nn.Module):
     def __init__(self, input_channels: int) -> None:
         super().__init__()
         self.first_conv = nn.Conv2d(input_channels, PLANES[0], 7, stride=2, padding=0, bias=False)
-        self.first_pool = nn.MaxPool2d(3, stride=2, padding=0)
         stages = []
         inplanes = PLANES[0]
         for planes, stride in zip(PLANES, STRIDES, strict=True):
@@ -54,8 +53,7 @@ class ResNet22(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> globally average-pooled features (N, 256)."""
-        h = self.first_conv(x)
-        h = max_pool_3x3_stride_2(h)
+        h = max_pool_3x3_stride_2(self.first_conv(x))
         for stage in self.layer_list:
             h = stage(h)
         h = relu_fresh_output(self.final_bn(h))
