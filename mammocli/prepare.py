@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import FlipMode, PipelineConfig
-from .errors import MissingViewError
+from .errors import InputError, MissingViewError
 from .io.dicom_options import DicomOptions
 from .io.exam import ExamSource, ImageSource, ViewImage
 from .io.load import read_view_image
@@ -49,6 +49,32 @@ def prepare_image(image: ViewImage, flip_mode: FlipMode, config: PipelineConfig,
     return PreparedImage(source.view, source, orientation, crop, pixels, center, tuple(warnings))
 
 
+def check_usable(exam: ExamSource) -> None:
+    """Raise the exam's discovery problem, or a missing-view error that lists every file left
+    out (with its reason and the option that would admit it) and a hint for the input kind."""
+    if exam.problem is not None:
+        raise InputError(f"{exam.exam_id}: {exam.problem.message}", hint=exam.problem.hint)
+    missing = exam.missing_views
+    if not missing:
+        return
+    lines = "".join(
+        f"\n  {s.relative}: {s.reason}" + (f" (admit with {s.admit_with})" if s.admit_with else "")
+        for s in exam.skipped)
+    flags = sorted({s.admit_with for s in exam.skipped if s.admit_with})
+    if exam.input_kind == "dicom":
+        hint = ("each exam needs L-CC, R-CC, L-MLO and R-MLO; the view comes from the DICOM "
+                "header (ViewPosition, ImageLaterality, ...): map files with --views-csv")
+    else:
+        hint = ("each exam needs L-CC, R-CC, L-MLO and R-MLO; name files like L_CC.png "
+                "or list them in exam.yaml")
+    if flags:
+        hint = f"files were left out that {' / '.join(flags)} would admit; " + hint
+    skipped_part = f"; files not used:{lines}" if lines else ""
+    raise MissingViewError(
+        f"{exam.exam_id}: missing view(s) {', '.join(v.value for v in missing)}{skipped_part}",
+        hint=hint)
+
+
 @dataclass(frozen=True)
 class ExamPreparer:
     """Stages 1-2 for every image of an exam. Plain values only, so a process pool can run it
@@ -59,13 +85,7 @@ class ExamPreparer:
     dicom: DicomOptions = DicomOptions()
 
     def __call__(self, exam: ExamSource) -> PreparedExam:
-        missing = exam.missing_views
-        if missing:
-            raise MissingViewError(
-                f"{exam.exam_id}: missing view(s) {', '.join(v.value for v in missing)}",
-                hint="each exam needs L-CC, R-CC, L-MLO and R-MLO; name files like L_CC.png "
-                "or list them in exam.yaml",
-            )
+        check_usable(exam)
         flip = exam.horizontal_flip or self.flip_mode
         return {
             view: [prepare_image(read_view_image(src, dicom=self.dicom), flip, self.config)

@@ -121,6 +121,7 @@ def discover_dicom_exams(
             images=chosen.images,
             skipped=tuple(sorted(chosen.skipped + extra, key=lambda s: s.relative)),
             warnings=chosen.warnings,
+            input_kind="dicom",
         ))
     unreadable = [SkippedFile(p.relative_to(root).as_posix(), r) for p, r in stray]
     return sorted(exams, key=lambda e: (str(e.folder), e.exam_id)), unreadable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -24,10 +25,27 @@ class ImageSource:
     facing: Side | None = None
 
 
+InputKind = Literal["png", "dicom"]
+
+
 @dataclass(frozen=True)
 class SkippedFile:
+    """A file discovery found and did not use, with the reason (safe for messages: no header
+    values) and, where one exists, the option that would admit it (e.g. --allow-secondary-capture).
+    """
+
     relative: str
     reason: str
+    admit_with: str | None = None
+
+
+@dataclass(frozen=True)
+class ExamProblem:
+    """Why an exam that discovery found cannot run (e.g. an invalid exam.yaml). The exam then
+    fails alone, with this message, instead of ending the whole batch."""
+
+    message: str
+    hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,8 @@ class ExamSource:
     horizontal_flip: FlipMode | None = None  # from exam.yaml, overrides --horizontal-flip auto
     skipped: tuple[SkippedFile, ...] = ()
     warnings: tuple[str, ...] = ()
+    input_kind: InputKind = "png"
+    problem: ExamProblem | None = None
 
     @property
     def missing_views(self) -> list[View]:
