@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from mammocli.models.densenet import PatchClassifier
-from mammocli.models.densenet_inference import InferencePatchClassifier
+from mammocli.models.densenet_inference import (
+    InferencePatchClassifier,
+    fused_conv_relu_available,
+)
 from mammocli.synthetic import _randomise
 
 CPU = torch.device("cpu")
@@ -67,3 +70,21 @@ def test_the_inference_network_does_not_alias_the_loaded_model(model: PatchClass
     InferencePatchClassifier.build(model, CPU, torch.bfloat16, fold=True)
     after = model.state_dict()
     assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_folded_plan_without_the_fused_op_computes_the_same(model: PatchClassifier,
+                                                            patches: torch.Tensor) -> None:
+    """The fallback for CPUs where oneDNN's fused convolution + ReLU cannot run: public ops
+    only, the same function (and, where the fused op runs, the same numbers up to rounding)."""
+    unfused = InferencePatchClassifier.build(model, CPU, torch.float32, fold=True,
+                                             fuse_relu=False)
+    assert not any(layer.conv1.fused_relu for block in unfused.blocks for layer in block)
+    with torch.inference_mode():
+        ours = unfused(patches)
+    torch.testing.assert_close(ours, _plain(model, patches, torch.float32), rtol=1e-4,
+                               atol=1e-4)
+    if fused_conv_relu_available(CPU, torch.float32):
+        fused = InferencePatchClassifier.build(model, CPU, torch.float32, fold=True)
+        assert all(layer.conv1.fused_relu for block in fused.blocks for layer in block)
+        with torch.inference_mode():
+            torch.testing.assert_close(fused(patches), ours, rtol=1e-5, atol=1e-5)

@@ -3,7 +3,12 @@ bound of fp32 on a small synthetic case (random official-format weights, small p
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,7 @@ from mammocli.io.discover import read_exam_folder
 from mammocli.models import densenet, resnet22
 from mammocli.models.densenet import PatchClassifier
 from mammocli.pipeline import ModelKind, Models, Predictor
-from mammocli.precision import Precision, configure
+from mammocli.precision import Precision, configure, cpu_bf16_problem
 from mammocli.randomness import ExamRandomness
 from mammocli.results import VARIANT_IMAGE_ONLY
 from mammocli.synthetic import _randomise, phantom, write_exam, write_random_weights
@@ -122,3 +127,78 @@ def test_strided_max_pool_is_bit_identical(shape: tuple[int, ...], channels_last
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         assert torch.equal(resnet22.max_pool_3x3_stride_2(x), F.max_pool2d(x, 3, 2))
+
+
+# Run in a child whose oneDNN may use AVX2 at most: the machine of a CPU without AVX-512,
+# where oneDNN's fused bf16 convolution (a private torch op) refuses to run.
+_AVX2_CHILD = """
+import json, random
+import numpy as np, torch
+from mammocli.heatmaps import HeatmapEngine
+from mammocli.models.densenet import PatchClassifier
+from mammocli.models.densenet_inference import fused_conv_relu_available
+from mammocli.precision import Precision, configure, cpu_bf16_problem, cpu_bf16_problem
+from mammocli.synthetic import _randomise, phantom
+torch.set_num_threads(1)
+cpu = torch.device("cpu")
+image = phantom((130, 100), np.random.default_rng(2))
+out = {}
+for precision in (Precision.FP32, Precision.BF16):
+    engine = HeatmapEngine(_randomise(PatchClassifier(), 0), cpu, patch_size=64, stride=30,
+                           batch_size=8, dtype=configure(precision, cpu))
+    out[precision] = engine.patch_probabilities(image, *engine.grid(image.shape,
+                                                                    random.Random(0)))
+print(json.dumps({
+    "fused_bf16": fused_conv_relu_available(cpu, torch.bfloat16),
+    "bf16_problem": cpu_bf16_problem(),
+    "deviation": float(np.abs(out[Precision.FP32] - out[Precision.BF16]).max()),
+}))
+"""
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="ONEDNN_MAX_CPU_ISA=AVX2 limits x86 CPUs only")
+def test_bf16_runs_on_a_cpu_without_avx512() -> None:
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    child = subprocess.run([sys.executable, "-c", _AVX2_CHILD], env=env, capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert child.returncode == 0, child.stderr[-3000:]
+    report = json.loads(child.stdout.splitlines()[-1])
+    assert report["fused_bf16"] is False  # probed, and the plan falls back to public ops
+    assert report["bf16_problem"] is None
+    assert report["deviation"] < BF16_PATCH_BOUND
+
+
+def _broken_bf16_conv(*args: object, **kwargs: object) -> torch.Tensor:
+    raise RuntimeError("mkldnn_convolution: bf16 path needs the cpu support avx_ne_convert or "
+                       "avx512bw, avx512vl and avx512dq")
+
+
+@pytest.fixture
+def fresh_probe() -> object:
+    cpu_bf16_problem.cache_clear()
+    yield
+    cpu_bf16_problem.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_bf16_where_no_kernel_runs_is_a_config_error_naming_the_cpu_feature(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CPU at hand lacks every bf16 convolution, so the kernel's own refusal is replayed."""
+    monkeypatch.setattr(F, "conv2d", _broken_bf16_conv)
+    with pytest.raises(ConfigError, match="avx512bw") as bf16:
+        configure(Precision.BF16, CPU)
+    assert "fp32" in (bf16.value.hint or "")
+    with pytest.raises(ConfigError, match="CUDA") as tf32:
+        configure(Precision.TF32, CPU)
+    assert "--precision bf16" not in (tf32.value.hint or "")
+    assert "fp32" in (tf32.value.hint or "")
+    assert configure(Precision.FP32, CPU) == torch.float32
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_tf32_on_cpu_advises_bf16_only_where_bf16_runs() -> None:
+    with pytest.raises(ConfigError) as tf32:
+        configure(Precision.TF32, CPU)
+    assert cpu_bf16_problem() is None  # this machine runs bf16 (the AVX2 child: above)
+    assert "--precision bf16" in (tf32.value.hint or "")

@@ -9,14 +9,16 @@ mode, with fewer passes over memory. Two plans:
 - folded (bf16; `fold=True` in fp32): with eval-mode BatchNorm a per-channel affine map, a
   BatchNorm right after a convolution is folded into its weights and bias (conv0/norm0 and
   conv1/norm2 of every dense layer), the following ReLU runs inside the convolution (oneDNN
-  post-op on CPU), and each transition averages 2x2 before its 1x1 convolution rather than
-  after (both linear, so they commute; the convolution then sees a quarter of the pixels).
+  post-op on CPU, where this CPU runs it for the dtype; else right after it), and each
+  transition averages 2x2 before its 1x1 convolution rather than after (both linear, so they
+  commute; the convolution then sees a quarter of the pixels).
   Outputs change by float rounding only, which the reference's random weights amplify to
   ~3e-5 per patch: above the fidelity tolerance, hence not the fp32 default.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -63,9 +65,7 @@ class _Conv:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.relu and self.fused_relu:
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight, self.bias, [self.padding] * 2, [self.stride] * 2, [1, 1], 1,
-                "relu", [], "")
+            return _fused_conv_relu(x, self.weight, self.bias, self.padding, self.stride)
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
         return relu_fresh_output(y) if self.relu else y
 
@@ -124,9 +124,13 @@ class InferencePatchClassifier(nn.Module):
     @torch.no_grad()
     def build(cls, model: PatchClassifier, device: torch.device,
               dtype: torch.dtype = torch.float32, *, fold: bool = False,
-              ) -> InferencePatchClassifier:
-        """`fold=False` is the exact plan, `fold=True` the folded one (see the module doc)."""
-        fused_relu = fold and _fused_conv_relu_available(device, dtype)
+              fuse_relu: bool | None = None) -> InferencePatchClassifier:
+        """`fold=False` is the exact plan, `fold=True` the folded one (see the module doc).
+        The folded plan runs its ReLUs inside the convolutions where oneDNN can here
+        (`fuse_relu=None`: probed once), else after them: the same numbers up to rounding."""
+        if fuse_relu is None:
+            fuse_relu = fused_conv_relu_available(device, dtype)
+        fused_relu = fold and fuse_relu
 
         def tensor(t: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
             out = t.detach().to(device=device, dtype=dtype)
@@ -223,7 +227,34 @@ def _folding_terms(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, norm.bias.double() - norm.running_mean.double() * scale
 
 
-def _fused_conv_relu_available(device: torch.device, dtype: torch.dtype) -> bool:
-    return (device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
-            and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+def _fused_conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     padding: int, stride: int) -> torch.Tensor:
+    # A private op (oneDNN's convolution with a ReLU post-op): only called where
+    # `fused_conv_relu_available` has run it once; otherwise the public ops do the same.
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, [padding] * 2, [stride] * 2, [1, 1], 1, "relu", [], "")
+
+
+def fused_conv_relu_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the fused convolution + ReLU runs here for `dtype`. It depends on the CPU, not
+    only on the torch build (its bf16 kernel needs avx512bw/vl/dq or avx_ne_convert), so a
+    tiny call decides, once per dtype, and its result must match the unfused ops."""
+    return device.type == "cpu" and _probe_fused_conv_relu(dtype)
+
+
+@functools.cache
+def _probe_fused_conv_relu(dtype: torch.dtype) -> bool:
+    if dtype not in (torch.float32, torch.bfloat16) or not torch.backends.mkldnn.is_available():
+        return False
+    mkldnn = getattr(torch.ops, "mkldnn", None)
+    if mkldnn is None or not hasattr(mkldnn, "_convolution_pointwise"):
+        return False
+    x = torch.arange(-8, 8, dtype=dtype).view(1, 4, 2, 2).contiguous(
+        memory_format=torch.channels_last)
+    weight = torch.ones((2, 4, 1, 1), dtype=dtype).contiguous(memory_format=torch.channels_last)
+    bias = torch.tensor([0.0, -20.0], dtype=dtype)
+    try:
+        fused = _fused_conv_relu(x, weight, bias, 0, 1)
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
+    return bool(torch.equal(fused, torch.relu(F.conv2d(x, weight, bias))))
