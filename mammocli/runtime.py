@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from .errors import DeviceError
+from .errors import ConfigError, DeviceError
 
 # glibc mallopt parameters.
 _M_TRIM_THRESHOLD = -1
@@ -61,9 +61,24 @@ def configure_threads(threads: int = 0) -> int:
     return torch.get_num_threads()
 
 
+_DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def _check_device_name(requested: str) -> None:
+    """A name that is no device at all is a usage error (exit 2), unlike a device this
+    machine lacks (DeviceError, exit 5): `gpu` is a typo, not a missing GPU."""
+    if requested in ("auto", "cpu", "mps", "cuda"):
+        return
+    if requested.startswith("cuda:") and requested[5:].isdigit():
+        return
+    raise ConfigError(f"unknown device {requested!r}", hint=f"use {_DEVICE_NAMES}")
+
+
 def select_device(requested: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU; an explicit device that is missing is an error."""
+    """`auto` picks CUDA, then MPS, then CPU; an explicit device that is missing is an error
+    (`DeviceError`), a name that is no device a `ConfigError`."""
     requested = requested.strip().lower()
+    _check_device_name(requested)
     mps = getattr(torch.backends, "mps", None)
     mps_ok = bool(mps and mps.is_available())
     if requested == "auto":
@@ -89,4 +104,4 @@ def select_device(requested: str = "auto") -> torch.device:
                 f"MPS was requested but is not available in torch {torch.__version__}",
                 hint="use --device cpu")
         return torch.device("mps")
-    raise DeviceError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
+    raise AssertionError(requested)  # _check_device_name admits no other name
