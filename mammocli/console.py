@@ -1,4 +1,9 @@
-"""The stderr console, logging and progress bars. stdout is reserved for results."""
+"""The stderr console, logging and progress bars. stdout is reserved for results.
+
+User-supplied strings (file, folder and exam names, messages that quote them, names from
+tables or exam.yaml) are never parsed as rich markup: a name such as `L_CC[bold]x.png` or one
+holding `[/]` must print verbatim. Print them with `say`, build styled lines with `line`, and
+put them into tables through `cell`."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -18,9 +24,25 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 stderr = Console(stderr=True)
 log = logging.getLogger("mammocli")
+
+
+def line(*parts: str | tuple[str, str]) -> Text:
+    """A line of plain text; a `(text, style)` part is styled. Nothing in it is markup."""
+    return Text.assemble(*parts)
+
+
+def say(*parts: str | tuple[str, str]) -> None:
+    """Print a line on stderr verbatim (see `line`), soft-wrapped: paths are never broken."""
+    stderr.print(line(*parts), highlight=False, soft_wrap=True)
+
+
+def cell(value: object) -> str:
+    """A table cell or title holding user text: escaped, so the table shows it verbatim."""
+    return escape(str(value))
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
@@ -38,7 +60,7 @@ def progress(enabled: bool = True) -> Any:
     if not enabled or not stderr.is_terminal:
         return nullcontext(None)
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # descriptions may hold names
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -53,7 +75,7 @@ def download_progress(enabled: bool = True) -> Progress | None:
     if not enabled or not stderr.is_terminal:
         return None
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from ..console import setup_logging, stderr
+from ..console import say, setup_logging, stderr
 from ..errors import EXIT_INTERRUPTED, MammocliError
 from ..settings import load_settings
 
@@ -18,13 +18,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def report_error(exc: MammocliError, prefix: str = "error") -> None:
-    stderr.print(f"[bold red]{prefix}:[/] {exc.message}", markup=True, highlight=False,
-                 soft_wrap=True)
+    # Messages quote file and exam names: plain text, never markup (see console.py).
+    say((f"{prefix}:", "bold red"), " ", exc.message)
     if exc.hint:
-        stderr.print(f"  [yellow]hint:[/] {exc.hint}", markup=True, highlight=False,
-                     soft_wrap=True)
+        say("  ", ("hint:", "yellow"), " ", exc.hint)
     if load_settings().debug:
-        stderr.print("".join(traceback.format_exception(exc)), markup=False)
+        stderr.print("".join(traceback.format_exception(exc)), markup=False, highlight=False)
 
 
 def handle_errors(func: F) -> F:

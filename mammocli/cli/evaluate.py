@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..console import log
+from ..console import cell, log
 from ..evaluation import EvaluationReport, Subgroup, evaluate, metarepo_breast_csv
 from ..metrics import DEFAULT_RESAMPLES
 from ..plots import pr_png, roc_png
@@ -40,7 +40,8 @@ def report_table(r: EvaluationReport) -> Table:
         for task, m in block.items():
             table.add_row(level, task, str(m.n), str(m.n_positive), _fmt(m.auroc), _fmt(m.auprc))
     for s in r.subgroups:
-        table.add_row(f"{s.column}={s.value}", "malignant", str(s.n_breasts), str(s.n_positive),
+        table.add_row(cell(f"{s.column}={s.value}"), "malignant", str(s.n_breasts),
+                      str(s.n_positive),
                       _fmt(s.auroc) if s.auroc else "-", _fmt(s.auprc) if s.auprc else "-")
     return table
 

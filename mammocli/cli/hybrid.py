@@ -9,7 +9,7 @@ import typer
 from rich.console import Console, RenderableType
 from rich.table import Table
 
-from ..console import log, stderr
+from ..console import cell, log, stderr
 from ..hybrid import (
     DEFAULT_WEIGHT,
     HybridMetrics,
@@ -64,7 +64,7 @@ def metrics_table(m: HybridMetrics, weight: float) -> Table:
     roc, pr = m.auroc, m.auprc
     table.add_row("model", _fmt(roc.model), _fmt(pr.model), "", "", "")
     for r in roc.readers:
-        table.add_row(r, _fmt(roc.readers[r]), _fmt(pr.readers[r]), _fmt(roc.hybrids[r]),
+        table.add_row(cell(r), _fmt(roc.readers[r]), _fmt(pr.readers[r]), _fmt(roc.hybrids[r]),
                       _fmt(pr.hybrids[r]), _fmt(roc.hybrid_minus_reader[r]))
     table.add_row("mean of readers' AUCs", _fmt(roc.mean_of_readers), _fmt(pr.mean_of_readers),
                   _fmt(roc.mean_of_hybrids), _fmt(pr.mean_of_hybrids),

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..console import stderr
+from ..console import cell, say, stderr
 from ..reproduce import ReproduceReport, load_manifest, reproduce
 from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 from ..runtime import select_device, tune_allocator
@@ -28,8 +28,8 @@ def _table(report: ReproduceReport) -> Table:
         table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for row in report.rows:
         # Four decimals: the precision of the authors' published table.
-        table.add_row(row.case, _SHORT.get(row.variant, row.variant), row.label,
-                      f"{row.ours:.4f}",
+        table.add_row(cell(row.case), cell(_SHORT.get(row.variant, row.variant)),
+                      cell(row.label), f"{row.ours:.4f}",
                       f"{row.expected:.4f}", f"{row.diff:+.4f}",
                       "[green]pass[/]" if row.passed else "[bold red]FAIL[/]")
     return table
@@ -60,12 +60,11 @@ def register(app: typer.Typer) -> None:
         failed = report.failures
         if failed:
             worst = max(failed, key=lambda r: abs(r.diff))
-            stderr.print(
-                f"[bold red]reproduce failed:[/] {len(failed)} of {len(report.rows)} values "
+            say(("reproduce failed:", "bold red"),
+                f" {len(failed)} of {len(report.rows)} values "
                 f"differ from the expected ones by more than {report.tolerance:g} (worst: "
                 f"{worst.case} {worst.variant} {worst.label}, ours {worst.ours:.4f} vs "
-                f"{worst.expected:.4f})", highlight=False, soft_wrap=True)
+                f"{worst.expected:.4f})")
             raise typer.Exit(1)
-        stderr.print(f"[green]reproduce passed:[/] all {len(report.rows)} values within "
-                     f"{report.tolerance:g} of the expected ones ({report.duration_s:.0f} s)",
-                     highlight=False)
+        say(("reproduce passed:", "green"), f" all {len(report.rows)} values within "
+            f"{report.tolerance:g} of the expected ones ({report.duration_s:.0f} s)")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..console import stderr
+from ..console import say
 from ..weights import download_samples, load_registry
 from .common import handle_errors, write_stdout
 
@@ -30,7 +30,7 @@ def download(
     root = download_samples(progress=not quiet, registry=registry, dest=dest)
     exams = sorted({e.exam for e in registry.samples if e.exam})
     if not quiet:
-        stderr.print(f"{len(registry.samples)} sample images verified in {root}", highlight=False)
+        say(f"{len(registry.samples)} sample images verified in {root}")
     write_stdout(json.dumps({"root": str(root), "exams": [str(root / e) for e in exams]},
                             indent=2))
 

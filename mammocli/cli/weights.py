@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..console import stderr
+from ..console import cell, say, stderr
 from ..errors import WeightsError
 from ..weights import fetch, store
 from ..weights.registry import Entry, Registry, load_registry
@@ -58,17 +58,26 @@ def list_(
         _json({"official": [store.as_dict(r) for r in rows],
                "user": [store.as_dict(u) for u in users.values()]})
         return
-    table = Table(title="weights", title_justify="left")
-    for col in ("name", "role", "cached", "verified", "size", "path", "licence"):
-        table.add_column(col)
+    header = ("name", "role", "cached", "verified", "size", "path", "licence")
+    lines: list[tuple[str, ...]] = []
     for r in rows:
         verified = "-" if r.verified is None else ("yes" if r.verified else "NO")
-        table.add_row(r.alias or r.name, r.role, "yes" if r.cached else "no", verified,
-                      _size(r.size), r.path, r.licence)
+        lines.append((r.alias or r.name, r.role, "yes" if r.cached else "no", verified,
+                      _size(r.size), r.path, r.licence))
     for u in users.values():
         exists = Path(u.path).is_file()
-        table.add_row(u.name, "user-registered", "yes" if exists else "missing", "sha256",
-                      _size(Path(u.path).stat().st_size if exists else None), u.path, "yours")
+        lines.append((u.name, "user-registered", "yes" if exists else "missing", "sha256",
+                      _size(Path(u.path).stat().st_size if exists else None), u.path, "yours"))
+    if not stderr.is_terminal:
+        # Piped or logged: one tab-separated line per file, never cut to a width.
+        for fields in (header, *lines):
+            say("\t".join(fields))
+        return
+    table = Table(title="weights", title_justify="left")
+    for col in header:
+        table.add_column(col, overflow="fold")  # wrap long names and paths, never "…"
+    for fields in lines:
+        table.add_row(*map(cell, fields))
     stderr.print(table)
 
 
@@ -88,7 +97,7 @@ def download(
     for entry in _select(registry, names):
         path = fetch.resolve_weights(entry.name, progress=not quiet, registry=registry)
         if not quiet:
-            stderr.print(f"ok {entry.name} -> {path}", highlight=False)
+            say(f"ok {entry.name} -> {path}")
         out.append({"name": entry.name, "path": str(path), "git_sha1": entry.git_sha1})
     _json(out)
 
@@ -109,7 +118,7 @@ def verify(
     report: list[dict[str, object]] = [store.as_dict(r) for r in rows]
     for r in rows:
         state = "not cached" if not r.cached else "ok" if r.verified else "FAILED"
-        stderr.print(f"{state:10} {r.name}", highlight=False)
+        say(f"{state:10} {r.name}")
     for user in users.values():
         if names and user.name not in names:
             continue
@@ -117,10 +126,10 @@ def verify(
             store.verify_user_weights(user)
             ok = True
         except WeightsError as exc:
-            stderr.print(str(exc), highlight=False, markup=False)
+            say(str(exc))
             ok = False
         report.append({**store.as_dict(user), "verified": ok})
-        stderr.print(f"{'ok' if ok else 'FAILED':10} {user.name} (user)", highlight=False)
+        say(f"{'ok' if ok else 'FAILED':10} {user.name} (user)")
         if not ok:
             bad.append(user.name)
     _json(report)
@@ -158,7 +167,7 @@ def import_(
     out = []
     for file in files:
         entry, target = store.import_file(file, registry)
-        stderr.print(f"imported {file} as {entry.name} -> {target}", highlight=False)
+        say(f"imported {file} as {entry.name} -> {target}")
         out.append({"name": entry.name, "path": str(target), "git_sha1": entry.git_sha1})
     _json(out)
 
@@ -184,7 +193,7 @@ def remove(
         elif store.remove(registry.weight(name)):
             removed.append(registry.weight(name).name)
     for name in removed:
-        stderr.print(f"removed {name}", highlight=False)
+        say(f"removed {name}")
     _json({"removed": removed})
 
 
@@ -196,7 +205,7 @@ def register_(
 ) -> None:
     """Register weights you trained by path and SHA-256; results that use them record the hash."""
     item = store.register_user_weights(name, file, load_registry())
-    stderr.print(f"registered {item.name}: {item.path} (sha256 {item.sha256})", highlight=False)
+    say(f"registered {item.name}: {item.path} (sha256 {item.sha256})")
     _json(store.as_dict(item))
 
 
