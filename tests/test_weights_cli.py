@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mammocli.cli.app import app
 from mammocli.errors import WeightsError
-from mammocli.weights import resolve_weights
+from mammocli.weights import load_registry, resolve_weights
 
 PATCH = "sample_patch_model.p"
 runner = CliRunner()
@@ -134,3 +134,24 @@ def test_verify_one_user_weights_by_name(tmp_path: Path, mirror: Mirror) -> None
     result = runner.invoke(app, ["weights", "verify", "mine"])
     assert result.exit_code == 0, result.stderr
     assert [r["name"] for r in json.loads(result.stdout)] == ["mine"]
+
+
+def test_list_when_not_a_terminal_is_plain_and_never_cut(tmp_path: Path) -> None:
+    """CliRunner's stderr is no terminal, as in a pipe or a CI log: one tab-separated line
+    per file, full names and paths however long (a table would cut them to 80 columns)."""
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 4) / "my[bold]weights.pt"
+    deep.parent.mkdir()
+    deep.write_bytes(b"weights")
+    assert runner.invoke(app, ["weights", "register", "mine[/]", str(deep)]).exit_code == 0
+    result = runner.invoke(app, ["weights", "list", "--no-verify"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].split("\t") == ["name", "role", "cached", "verified", "size", "path",
+                                    "licence"]
+    rows = {fields[0]: fields for fields in (ln.split("\t") for ln in lines[1:])}
+    official = load_registry().weights
+    assert {e.alias or e.name for e in official} <= set(rows)
+    assert all(rows[e.alias or e.name][5].endswith(e.name) for e in official)
+    assert rows["mine[/]"][5] == str(deep.resolve())
+    assert "…" not in result.stderr
+    assert all(len(fields) == 7 for fields in rows.values())

@@ -71,7 +71,7 @@ def list_(
     if not stderr.is_terminal:
         # Piped or logged: one tab-separated line per file, never cut to a width.
         for fields in (header, *lines):
-            say("\t".join(fields))
+            typer.echo("\t".join(fields), err=True)  # not rich: it would expand the tabs
         return
     table = Table(title="weights", title_justify="left")
     for col in header:
