@@ -1,10 +1,71 @@
-"""The `mammocli` command. Each command group lives in its own module and registers here."""
+"""The `mammocli` command. Each command group lives in its own module and registers here.
+
+A command's module is imported only when that command runs (or shows its own help): most
+import torch, scikit-learn or matplotlib, which take seconds, and `mammocli --version` or
+`mammocli --help` need none of them. The root help lists each command from `COMMANDS`; a test
+checks that those lines are the commands' own.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
+
+# command -> (module in mammocli.cli that registers it, its one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("predict", "Predict benign and malignant probabilities per breast. Research "
+                           "use only."),
+    "heatmaps": ("predict", "Write benign/malignant heatmaps per view: arrays, PNG overlays "
+                            "and a JSON index."),
+    "info": ("info", "Show versions, available devices, the cache folder and settings "
+                     "(downloads nothing)."),
+    "weights": ("weights", "Manage the model weights: the official NYU files (AGPL-3.0, "
+                           "downloaded and verified on first use) and weights you trained."),
+    "sample": ("sample", "The authors' sample exams."),
+    "hybrid": ("hybrid", "Hybrid reader + model: w * radiologist + (1 - w) * model per "
+                         "reader, with AUCs."),
+    "evaluate": ("evaluate", "Evaluate predictions against labels: AUCs with bootstrap CIs, "
+                             "curves, subgroups."),
+    "reproduce": ("reproduce", "Download the official weights and the authors' sample exams, "
+                               "run them as the authors' run.sh and run_single.sh do, and "
+                               "compare with their published outputs."),
+    "train": ("train", "Train on your data: one CPU/GPU, or many GPUs and nodes through "
+                       "torchrun."),
+}
+
+
+def load_command(name: str) -> Any:
+    """The real click command `name`, built from its module's `register(app)`."""
+    module = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
+    holder = typer.Typer()
+    module.register(holder)
+    group = typer.main.get_group(holder)
+    return group.commands[name]
+
+
+class _LazyGroup(TyperGroup):
+    """Lists every command at once (for help and suggestions) and imports one when used."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self._loaded: dict[str, Any] = {}
+        for name, (_, short) in COMMANDS.items():
+            self.commands.setdefault(name, TyperCommand(name=name, help=short))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return self._loaded.get(cmd_name) or super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else None
+        if name in COMMANDS and name not in self._loaded:
+            self._loaded[name] = load_command(name)
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="mammocli",
@@ -13,6 +74,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_LazyGroup,
 )
 
 
@@ -28,27 +90,6 @@ def _root(
                                  help="Show the version and exit."),
 ) -> None:
     """mammocli: breast-cancer screening model of Wu et al. 2019, on your machine."""
-
-
-def _register() -> None:
-    # One line per command module; each module exposes `register(app)`.
-    from . import evaluate, hybrid, info, predict
-    from . import reproduce as reproduce_cmd
-    from . import sample as sample_cmd
-    from . import train as train_cmd
-    from . import weights as weights_cmd
-
-    predict.register(app)
-    info.register(app)
-    weights_cmd.register(app)
-    sample_cmd.register(app)
-    hybrid.register(app)
-    evaluate.register(app)
-    reproduce_cmd.register(app)
-    train_cmd.register(app)
-
-
-_register()
 
 
 def main() -> None:

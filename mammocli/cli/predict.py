@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
@@ -25,7 +24,7 @@ from ..pipeline import ModelKind, Models, Predictor
 from ..precision import Precision
 from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, to_csv
 from ..runtime import configure_threads, select_device, tune_allocator
-from ..weights.fetch import resolve_weights
+from ..weights.overrides import WEIGHTS_HELP, parse_weight_overrides, weights_locator
 from .common import handle_errors, report_error, write_stdout
 
 _VARIANT_NAMES = {
@@ -70,15 +69,6 @@ def load_pipeline_config(path: Path | None, **overrides: object) -> PipelineConf
     if config.tta < 0:
         raise ConfigError("--tta must be 0 (no augmentation) or a positive number of draws")
     return config
-
-
-def weights_locator(weights_dir: Path | None, show_progress: bool) -> Callable[[str], Path]:
-    """Official files from --weights-dir, or verified from the cache (downloaded on first use)."""
-
-    def locate(name: str) -> Path:
-        return resolve_weights(name, weights_dir=weights_dir, progress=show_progress)
-
-    return locate
 
 
 def _is_dir_target(path: str) -> bool:
@@ -132,6 +122,7 @@ def register(app: typer.Typer) -> None:
         weights_dir: Path | None = typer.Option(
             None, "--weights-dir", help="Folder holding the weight files under their official "
             "names (default: the cache, downloaded on first use)."),
+        weights: str | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
         model: ModelKind = typer.Option(ModelKind.VIEW_WISE, "--model",
                                         help="view-wise (the paper's) or image-wise."),
         variants: str = typer.Option("image-only,image-and-heatmaps", "--variants",
@@ -207,7 +198,7 @@ def register(app: typer.Typer) -> None:
                 if done:
                     log.info("resuming: %d exam(s) already done", len(done))
                 exams = [e for e in exams if e.exam_id not in done]
-        locate = weights_locator(weights_dir, not quiet)
+        locate = weights_locator(weights_dir, parse_weight_overrides(weights), progress=not quiet)
         if devices:
             if device != "auto":
                 raise ConfigError("use either --device or --devices, not both")
@@ -279,6 +270,7 @@ def register(app: typer.Typer) -> None:
         path: Path = typer.Argument(..., help="An exam folder, or a root folder of exam folders."),
         output: Path = typer.Option(..., "--output", "-o", help="Folder for the heatmaps."),
         weights_dir: Path | None = typer.Option(None, "--weights-dir"),
+        weights: str | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
         seed: int = typer.Option(0, "--seed"),
         rng_stream: RngMode = typer.Option(RngMode.EXAM, "--rng-stream"),
         horizontal_flip: FlipMode = typer.Option(FlipMode.AUTO, "--horizontal-flip"),
@@ -293,7 +285,8 @@ def register(app: typer.Typer) -> None:
         configure_threads(threads)
         config = load_pipeline_config(pipeline_config, seed=seed, rng_mode=rng_stream)
         exams = discover_exams(path)
-        models = Models.load(ModelKind.VIEW_WISE, (), weights_locator(weights_dir, not quiet),
+        locate = weights_locator(weights_dir, parse_weight_overrides(weights), progress=not quiet)
+        models = Models.load(ModelKind.VIEW_WISE, (), locate,
                              select_device(device), config, patch_classifier=True,
                              precision=precision)
         predictor = Predictor(models, config, flip_mode=horizontal_flip, need_heatmaps=True)
