@@ -37,6 +37,7 @@ class InitFrom(str, Enum):
     OFFICIAL = "official"  # the authors' weights (or user-registered ones) via resolve_weights
     CHECKPOINT = "checkpoint"  # a training checkpoint or a weight file in the official format
     RANDOM = "random"
+    REGISTERED = "registered"  # weights you registered: `mammocli weights register NAME FILE`
 
 
 class _Strict(BaseModel):
@@ -47,6 +48,7 @@ class InitConfig(_Strict):
     from_: InitFrom = Field(default=InitFrom.OFFICIAL, alias="from")
     path: Path | None = None  # with from: checkpoint
     weights_dir: Path | None = None  # with from: official; default: the verified cache
+    name: str | None = None  # with from: registered
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -54,6 +56,9 @@ class InitConfig(_Strict):
     def _path_for_checkpoint(self) -> InitConfig:
         if self.from_ is InitFrom.CHECKPOINT and self.path is None:
             raise ValueError("'path' is required when from: checkpoint")
+        if (self.from_ is InitFrom.REGISTERED) != (self.name is not None):
+            raise ValueError("'name' (of weights registered with `mammocli weights register`) "
+                             "goes with from: registered, and only with it")
         return self
 
 

@@ -18,6 +18,7 @@ from ..pipeline import BREAST_WEIGHTS, PATCH_WEIGHTS, ModelKind
 from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 from ..views import LABELS, VIEWS, Angle, View
 from ..weights.fetch import resolve_weights
+from ..weights.overrides import resolve_override
 from .config import InitFrom, ModelKindName, Task, TrainConfig, Variant
 from .data import BENIGN, MALIGNANT, breast_side_labels
 
@@ -50,6 +51,10 @@ def initial_state(config: TrainConfig) -> tuple[dict[str, torch.Tensor] | None, 
     if init.from_ is InitFrom.CHECKPOINT:
         assert init.path is not None
         return read_state_dict(init.path), str(init.path)
+    if init.from_ is InitFrom.REGISTERED:
+        assert init.name is not None
+        path = resolve_override(init.name, "model.init.name")
+        return read_state_dict(path), str(path)
     path = resolve_weights(official_name(config), weights_dir=init.weights_dir, progress=False)
     return read_state_dict(path), str(path)
 

@@ -41,8 +41,9 @@ def parse_weight_overrides(text: str | None, registry: Registry | None = None
     return out
 
 
-def resolve_override(value: str, role: str, settings: Settings | None = None) -> Path:
-    """The file for `value`: a registered name (its SHA-256 verified) or an existing file."""
+def resolve_override(value: str, where: str, settings: Settings | None = None) -> Path:
+    """The file for `value`: a registered name (its SHA-256 verified) or an existing file.
+    `where` names the setting in messages (e.g. "--weights patch", "model.init.name")."""
     user = find_user_weights(value, settings)
     if user is not None:
         return verify_user_weights(user)
@@ -50,7 +51,7 @@ def resolve_override(value: str, role: str, settings: Settings | None = None) ->
     if path.is_file():
         return path
     raise WeightsError(
-        f"--weights {role}={value}: no weights registered under that name and no such file",
+        f"{where}={value}: no weights registered under that name and no such file",
         hint="register your file with `mammocli weights register NAME FILE` "
              "(`mammocli weights list` shows the names), or give the path of the file")
 
@@ -71,7 +72,7 @@ def weights_locator(weights_dir: Path | None, overrides: Mapping[str, str] | Non
 
     def locate(name: str) -> Path:
         if name in overrides:
-            return resolve_override(overrides[name], _role(name))
+            return resolve_override(overrides[name], f"--weights {_role(name)}")
         return resolve_weights(name, weights_dir=weights_dir, progress=progress)
 
     return locate
