@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from .heatmaps import HeatmapEngine, Heatmaps
 from .io.dicom_options import DicomOptions
 from .io.dicom_scan import dicom_uids
 from .io.exam import ExamSource
+from .model_kinds import BREAST_WEIGHTS, PATCH_WEIGHTS, VARIANTS, ModelKind
 from .models.breast import ImageBreastModel, SplitBreastModel
 from .models.loading import load_image_wise, load_patch_classifier, load_view_wise
 from .precision import Precision, configure
@@ -46,20 +46,6 @@ from .results import (
 from .views import VIEWS, View
 from .weights.fetch import weights_used
 
-
-class ModelKind(str, Enum):
-    VIEW_WISE = "view-wise"
-    IMAGE_WISE = "image-wise"
-
-
-VARIANTS = (VARIANT_IMAGE_ONLY, VARIANT_IMAGE_AND_HEATMAPS)
-PATCH_WEIGHTS = "sample_patch_model.p"
-BREAST_WEIGHTS = {
-    (ModelKind.VIEW_WISE, VARIANT_IMAGE_ONLY): "sample_image_model.p",
-    (ModelKind.VIEW_WISE, VARIANT_IMAGE_AND_HEATMAPS): "sample_imageheatmaps_model.p",
-    (ModelKind.IMAGE_WISE, VARIANT_IMAGE_ONLY): "ImageOnly__ModeImage_weights.p",
-    (ModelKind.IMAGE_WISE, VARIANT_IMAGE_AND_HEATMAPS): "ImageHeatmaps__ModeImage_weights.p",
-}
 CHANNELS = {VARIANT_IMAGE_ONLY: 1, VARIANT_IMAGE_AND_HEATMAPS: 3}
 
 

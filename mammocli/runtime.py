@@ -6,10 +6,12 @@ import ctypes
 import ctypes.util
 import os
 import sys
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, DeviceError
+
+if TYPE_CHECKING:  # torch is imported when it is used: the CLI starts without it
+    import torch
 
 # glibc mallopt parameters.
 _M_TRIM_THRESHOLD = -1
@@ -54,6 +56,8 @@ def available_cpus() -> int:
 def configure_threads(threads: int = 0) -> int:
     """Set torch's intra-op threads: `threads` if given, else at most `available_cpus()`
     (OpenMP threads beyond them stall at every barrier). Returns the count in use."""
+    import torch
+
     if threads > 0:
         torch.set_num_threads(threads)
     elif available_cpus() < torch.get_num_threads():
@@ -79,6 +83,8 @@ def select_device(requested: str = "auto") -> torch.device:
     (`DeviceError`), a name that is no device a `ConfigError`."""
     requested = requested.strip().lower()
     _check_device_name(requested)
+    import torch
+
     mps = getattr(torch.backends, "mps", None)
     mps_ok = bool(mps and mps.is_available())
     if requested == "auto":
