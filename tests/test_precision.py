@@ -202,3 +202,13 @@ def test_tf32_on_cpu_advises_bf16_only_where_bf16_runs() -> None:
         configure(Precision.TF32, CPU)
     assert cpu_bf16_problem() is None  # this machine runs bf16 (the AVX2 child: above)
     assert "--precision bf16" in (tf32.value.hint or "")
+
+
+def test_info_reports_what_the_cpu_offers_each_precision() -> None:
+    from mammocli.cli.info import cpu_report
+    from mammocli.models.densenet_inference import fused_conv_relu_available
+
+    report = cpu_report()
+    assert report["bf16"] == "runs" if cpu_bf16_problem() is None else cpu_bf16_problem()
+    assert report["bf16_fused_conv"] is fused_conv_relu_available(CPU, torch.bfloat16)
+    assert report["capability"] == torch.backends.cpu.get_cpu_capability()

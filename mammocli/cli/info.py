@@ -28,12 +28,36 @@ def environment_report() -> dict[str, object]:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "mps_available": bool(mps and mps.is_available()),
         "cpu_threads": torch.get_num_threads(),
+        "cpu": cpu_report(),
         "numpy": numpy.__version__,
         "pydicom": pydicom.__version__,
         "cache_dir": str(settings.cache_dir),
         "offline": settings.offline,
         "weights_url": settings.weights_url,
         "weights": weights_report(),
+    }
+
+
+def cpu_report() -> dict[str, object]:
+    """What the CPU offers each precision (see README "Options that matter")."""
+    import torch
+
+    from ..models.densenet_inference import fused_conv_relu_available
+    from ..precision import cpu_bf16_problem, cpu_capability
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh
+                          if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        flags = []
+    wanted = ("avx2", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16", "avx_ne_convert")
+    problem = cpu_bf16_problem()
+    return {
+        "capability": cpu_capability(),
+        "isa": [f for f in wanted if f in flags],
+        "bf16": "runs" if problem is None else problem,
+        "bf16_fused_conv": fused_conv_relu_available(torch.device("cpu"), torch.bfloat16),
     }
 
 
