@@ -209,6 +209,6 @@ def test_info_reports_what_the_cpu_offers_each_precision() -> None:
     from mammocli.models.densenet_inference import fused_conv_relu_available
 
     report = cpu_report()
-    assert report["bf16"] == "runs" if cpu_bf16_problem() is None else cpu_bf16_problem()
+    assert report["bf16"] == ("runs" if cpu_bf16_problem() is None else cpu_bf16_problem())
     assert report["bf16_fused_conv"] is fused_conv_relu_available(CPU, torch.bfloat16)
     assert report["capability"] == torch.backends.cpu.get_cpu_capability()
