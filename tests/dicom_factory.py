@@ -23,6 +23,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEGLossless,
     JPEGLosslessSV1,
+    RLELossless,
     generate_uid,
 )
 
@@ -260,3 +261,35 @@ def write_decoys(folder: Path, study_uid: str) -> dict[str, Path]:
     raw, _ = make_mg("L", "MLO", study_uid=study_uid, sop_class=MG_FOR_PROCESSING)
     out["for_processing"] = save_mg(raw, folder / "raw_lmlo.dcm")
     return out
+
+
+def make_film(laterality: str, view: str, *, patient: str = "P_00001", abnormality: str = "Mass",
+              seed: int = 0, rows: int = 300, cols: int = 200) -> Dataset:
+    """A digitised-film image shaped like CBIS-DDSM (no patient data): Secondary Capture with
+    Modality MG, its own StudyInstanceUID, only the series Laterality, no ViewPosition or
+    ViewCodeSequence, the view only in PatientID/PatientName (`Mass-Test_P_00001_LEFT_CC`),
+    PatientOrientation misused as 'CC'/'MLO', 16-bit MONOCHROME2."""
+    side = {"L": "LEFT", "R": "RIGHT"}[laterality]
+    ds, _ = make_mg(laterality, view, rows=rows, cols=cols, bits=16, seed=seed,
+                    sop_class=SECONDARY_CAPTURE, image_type=("DERIVED", "PRIMARY"),
+                    view_tags="none", laterality_tag="series", orientation=False,
+                    series_description="full mammogram images")
+    ds.PatientID = ds.PatientName = f"{abnormality}-Test_{patient}_{side}_{view}"
+    ds.PatientOrientation = view
+    ds.ConversionType = "WSD"
+    for keyword in ("PresentationIntentType", "BreastImplantPresent", "PartialView",
+                    "AcquisitionDateTime"):
+        delattr(ds, keyword)
+    return ds
+
+
+def write_film_exam(folder: Path, *, patient: str = "P_00001", seed: int = 0,
+                    syntax: str = RLELossless) -> dict[str, Path]:
+    """Four digitised-film views of one patient in `folder`, each in CBIS-DDSM's nested layout
+    (`<PatientID>/<uid>/<uid>/1-1.dcm`) and its own study; RLE by default."""
+    written: dict[str, Path] = {}
+    for i, (lat, view) in enumerate((("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))):
+        ds = make_film(lat, view, patient=patient, seed=seed + i)
+        nested = Path(folder) / str(ds.PatientID) / generate_uid() / generate_uid() / "1-1.dcm"
+        written[f"{lat}-{view}"] = save_mg(ds, nested, syntax)
+    return written
