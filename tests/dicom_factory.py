@@ -293,3 +293,43 @@ def write_film_exam(folder: Path, *, patient: str = "P_00001", seed: int = 0,
         nested = Path(folder) / str(ds.PatientID) / generate_uid() / generate_uid() / "1-1.dcm"
         written[f"{lat}-{view}"] = save_mg(ds, nested, syntax)
     return written
+
+
+def save_with_text(ds: Dataset, path: Path, values: dict[str, str]) -> Path:
+    """Save `ds` with header values that break their VR (e.g. a name in RescaleSlope), as a
+    corrupt export writes them: pydicom cannot hold such values, so the bytes are patched."""
+    import struct
+
+    from pydicom.datadict import tag_for_keyword
+
+    placeholders = {}
+    for keyword, text in values.items():
+        text = text + " " * (len(text) % 2)  # DICOM values have an even length
+        placeholder = "1" * len(text)
+        setattr(ds, keyword, placeholder)
+        placeholders[keyword] = (placeholder, text)
+    save_mg(ds, path)
+    data = Path(path).read_bytes()
+    for keyword, (placeholder, text) in placeholders.items():
+        tag = tag_for_keyword(keyword)
+        assert tag is not None
+        element = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + ds[keyword].VR.encode()
+        head = element + struct.pack("<H", len(text))
+        if head + placeholder.encode() not in data:
+            raise ValueError(f"{keyword} is not in {path} as expected")
+        data = data.replace(head + placeholder.encode(), head + text.encode(), 1)
+    Path(path).write_bytes(data)
+    return Path(path)
+
+
+def with_unknown_vr(path: Path, group: int, element: int) -> Path:
+    """Rewrite the VR of one explicit-VR element as 'ZZ' (a mutated header)."""
+    import struct
+
+    data = bytearray(Path(path).read_bytes())
+    at = data.find(struct.pack("<HH", group, element), 132)
+    if at < 0:
+        raise ValueError(f"({group:04X},{element:04X}) is not in {path}")
+    data[at + 4:at + 6] = b"ZZ"
+    Path(path).write_bytes(bytes(data))
+    return Path(path)

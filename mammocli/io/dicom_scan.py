@@ -149,6 +149,8 @@ def check_elements(ds: Dataset, relative: str, *, nested: bool = False) -> None:
         try:
             element = ds[tag]
             items = list(element.value) if element.VR == "SQ" else []
+            if element.VR in {"DS", "IS"} and keyword not in _SORT_KEYS:
+                _check_numbers(element.value)
         except Exception as exc:
             raise InputError(
                 f"{relative}: the DICOM header element {tag} ({keyword or 'unknown tag'}) "
@@ -160,9 +162,29 @@ def check_elements(ds: Dataset, relative: str, *, nested: bool = False) -> None:
                 check_elements(item, relative, nested=True)
 
 
+# Only a tie-break: a bad value there sorts the file last instead of rejecting the image.
+_SORT_KEYS = frozenset({"InstanceNumber"})
+
+
+class _NotANumber(ValueError):
+    pass
+
+
+def _check_numbers(value: object) -> None:
+    """pydicom keeps text that is not a number in DS/IS elements (it only warns)."""
+    from pydicom.multival import MultiValue
+
+    values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    for v in values:
+        if v is not None and v != "" and not isinstance(v, int | float):
+            raise _NotANumber
+
+
 def _element_problem(exc: Exception) -> str:
     if isinstance(exc, NotImplementedError):
         return "unknown value representation (VR)"
+    if isinstance(exc, _NotANumber):
+        return "the value is not a number (the export is corrupt)"
     return f"the value does not fit its value representation ({type(exc).__name__})"
 
 
