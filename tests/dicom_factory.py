@@ -284,14 +284,16 @@ def make_film(laterality: str, view: str, *, patient: str = "P_00001", abnormali
 
 
 def write_film_exam(folder: Path, *, patient: str = "P_00001", seed: int = 0,
-                    syntax: str = RLELossless) -> dict[str, Path]:
-    """Four digitised-film views of one patient in `folder`, each in CBIS-DDSM's nested layout
-    (`<PatientID>/<uid>/<uid>/1-1.dcm`) and its own study; RLE by default."""
+                    syntax: str = RLELossless, names: str | None = None) -> dict[str, Path]:
+    """Four digitised-film views of one patient in `folder`, each in its own study; RLE by
+    default. Files are in CBIS-DDSM's nested layout (`<PatientID>/<uid>/<uid>/1-1.dcm`) unless
+    `names` is given (e.g. 'IM{i}': names that say nothing)."""
     written: dict[str, Path] = {}
     for i, (lat, view) in enumerate((("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))):
         ds = make_film(lat, view, patient=patient, seed=seed + i)
-        nested = Path(folder) / str(ds.PatientID) / generate_uid() / generate_uid() / "1-1.dcm"
-        written[f"{lat}-{view}"] = save_mg(ds, nested, syntax)
+        path = (Path(folder) / names.format(i=i) if names is not None else
+                Path(folder) / str(ds.PatientID) / generate_uid() / generate_uid() / "1-1.dcm")
+        written[f"{lat}-{view}"] = save_mg(ds, path, syntax)
     return written
 
 
