@@ -29,6 +29,10 @@ def reasons(exam: ExamSource) -> dict[str, str]:
     return {s.relative: s.reason for s in exam.skipped}
 
 
+def admitted_by(exam: ExamSource) -> dict[str, str | None]:
+    return {s.relative: s.admit_with for s in exam.skipped}
+
+
 def used(exam: ExamSource) -> dict[View, list[str]]:
     return {v: [s.relative for s in exam.images[v]] for v in VIEWS}
 
@@ -91,7 +95,11 @@ def test_selection_rules_and_reasons(tmp_path: Path) -> None:
     assert used(exam)[View.L_CC] == ["L_CC.dcm"]
     why = reasons(exam)
     assert "tomosynthesis" in why["tomo_lcc.dcm"]
-    assert "synthesized 2D" in why["cview_lcc.dcm"] and "--allow-synthetic" in why["cview_lcc.dcm"]
+    assert "synthesized 2D" in why["cview_lcc.dcm"]
+    flags = admitted_by(exam)
+    assert flags["cview_lcc.dcm"] == "--allow-synthetic"
+    assert flags["raw_lmlo.dcm"] == "--allow-for-processing"
+    assert flags["tomo_lcc.dcm"] is None and flags["spot_rcc.dcm"] is None
     assert why["spot_rcc.dcm"] == "spot compression view"
     assert why["mag_rmlo.dcm"] == "magnification view"
     assert "ML view" in why["lml.dcm"]
@@ -165,7 +173,7 @@ def test_views_csv_overrides(tmp_path: Path) -> None:
         ds, _ = make_mg(view.side.letter, None, study_uid=uid, orientation=False, seed=i)
         save_mg(ds, folder / f"IMG{i}")
     [exam] = discover_exams(folder)
-    assert len(exam.missing_views) == 4 and "--views-csv" in reasons(exam)["IMG0"]
+    assert len(exam.missing_views) == 4 and admitted_by(exam)["IMG0"] == "--views-csv"
     csv = tmp_path / "views.csv"
     csv.write_text("file,view\n" + "".join(f"IMG{i},{v.value}\n" for i, v in enumerate(VIEWS)))
     mapping = read_views_csv(csv)

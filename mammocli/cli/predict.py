@@ -17,7 +17,7 @@ from ..config import FlipMode, PipelineConfig, RngMode
 from ..console import log, progress, stderr
 from ..errors import ConfigError, InputError
 from ..heatmap_export import write_heatmaps
-from ..io.dicom_options import DicomOptions, VoiMode
+from ..io.dicom_options import DicomOptions, GroupBy, VoiMode
 from ..io.discover import discover_exams, read_views_csv
 from ..outputs import atomic_write_text
 from ..parallel import PredictorSpec, parse_devices, run_exams_on_devices
@@ -174,6 +174,10 @@ def register(app: typer.Typer) -> None:
         include_uids: bool = typer.Option(
             False, "--include-uids", help="DICOM: add Study/Series/SOP Instance UIDs to "
             "results (identifying data: off by default)."),
+        group_by: GroupBy = typer.Option(
+            GroupBy.AUTO, "--group-by", help="DICOM: how files form exams. auto: one per study, "
+            "or the folder when per-image studies (digitised film) in it make one four-view set "
+            "of one patient; study; folder: each folder under PATH; patient (hashed id)."),
         resume: bool = typer.Option(False, "--resume",
                                     help="With -o DIR/: skip exams whose result exists."),
         overwrite: bool = typer.Option(False, "--overwrite",
@@ -193,7 +197,8 @@ def register(app: typer.Typer) -> None:
         dicom = DicomOptions(voi=voi, allow_synthetic=allow_synthetic,
                              allow_for_processing=allow_for_processing,
                              allow_secondary_capture=allow_secondary_capture,
-                             one_per_view=one_per_view, include_uids=include_uids)
+                             one_per_view=one_per_view, include_uids=include_uids,
+                             group_by=group_by)
         exams = discover_exams(path, options=dicom,
                                views=read_views_csv(views_csv) if views_csv else None)
         if output is not None and not dir_mode and output.exists() and not overwrite:
