@@ -15,11 +15,12 @@ from mammocli.errors import InputError
 from mammocli.io.exam import ImageSource
 from mammocli.io.load import read_view_image
 from mammocli.io.dicom_options import DicomOptions
-from mammocli.io.png import PNG_SIGNATURE, read_png
+from mammocli.io.png import read_png
 from mammocli.synthetic import write_png16
 from mammocli.views import View
 
 ROWS, COLS = 40, 30
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, body: bytes, crc: int | None = None) -> bytes:

@@ -17,8 +17,8 @@ from ..config import FlipMode, PipelineConfig, RngMode
 from ..console import log, progress, stderr
 from ..errors import ConfigError, InputError
 from ..heatmap_export import write_heatmaps
-from ..io.dicom_options import DicomOptions, VoiMode
-from ..io.discover import discover_exams, read_views_csv
+from ..io.dicom_options import DEFAULT_MAX_PIXELS, DicomOptions, VoiMode
+from ..io.discover import discover, discover_exams, read_views_csv
 from ..outputs import atomic_write_text
 from ..parallel import PredictorSpec, parse_devices, run_exams_on_devices
 from ..pipeline import ModelKind, Models, Predictor
@@ -174,6 +174,9 @@ def register(app: typer.Typer) -> None:
         include_uids: bool = typer.Option(
             False, "--include-uids", help="DICOM: add Study/Series/SOP Instance UIDs to "
             "results (identifying data: off by default)."),
+        max_pixels: int = typer.Option(
+            DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Refuse images (PNG or DICOM) "
+            "larger than this many pixels (width x height) before decoding them."),
         resume: bool = typer.Option(False, "--resume",
                                     help="With -o DIR/: skip exams whose result exists."),
         overwrite: bool = typer.Option(False, "--overwrite",
@@ -193,9 +196,13 @@ def register(app: typer.Typer) -> None:
         dicom = DicomOptions(voi=voi, allow_synthetic=allow_synthetic,
                              allow_for_processing=allow_for_processing,
                              allow_secondary_capture=allow_secondary_capture,
-                             one_per_view=one_per_view, include_uids=include_uids)
-        exams = discover_exams(path, options=dicom,
-                               views=read_views_csv(views_csv) if views_csv else None)
+                             one_per_view=one_per_view, include_uids=include_uids,
+                             max_pixels=max_pixels)
+        found = discover(path, options=dicom,
+                         views=read_views_csv(views_csv) if views_csv else None)
+        for left_out in found.ignored:  # never drop a folder of the root without a word
+            log.warning("%s: left out: %s", left_out.relative, left_out.reason)
+        exams = found.exams
         if output is not None and not dir_mode and output.exists() and not overwrite:
             raise ConfigError(f"{output} exists; use --overwrite to replace it")
         if dir_mode and output is not None:
