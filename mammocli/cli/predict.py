@@ -17,8 +17,8 @@ from ..config import FlipMode, PipelineConfig, RngMode
 from ..console import log, progress, stderr
 from ..errors import ConfigError, InputError
 from ..heatmap_export import write_heatmaps
-from ..io.dicom_options import DicomOptions, GroupBy, VoiMode
-from ..io.discover import discover_exams, read_views_csv
+from ..io.dicom_options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
+from ..io.discover import discover, discover_exams, read_views_csv
 from ..outputs import atomic_write_text
 from ..parallel import PredictorSpec, parse_devices, run_exams_on_devices
 from ..pipeline import ModelKind, Models, Predictor
@@ -178,6 +178,9 @@ def register(app: typer.Typer) -> None:
             GroupBy.AUTO, "--group-by", help="DICOM: how files form exams. auto: one per study, "
             "or the folder when per-image studies (digitised film) in it make one four-view set "
             "of one patient; study; folder: each folder under PATH; patient (hashed id)."),
+        max_pixels: int = typer.Option(
+            DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Refuse images (PNG or DICOM) "
+            "larger than this many pixels (width x height) before decoding them."),
         resume: bool = typer.Option(False, "--resume",
                                     help="With -o DIR/: skip exams whose result exists."),
         overwrite: bool = typer.Option(False, "--overwrite",
@@ -198,9 +201,12 @@ def register(app: typer.Typer) -> None:
                              allow_for_processing=allow_for_processing,
                              allow_secondary_capture=allow_secondary_capture,
                              one_per_view=one_per_view, include_uids=include_uids,
-                             group_by=group_by)
-        exams = discover_exams(path, options=dicom,
-                               views=read_views_csv(views_csv) if views_csv else None)
+                             group_by=group_by, max_pixels=max_pixels)
+        found = discover(path, options=dicom,
+                         views=read_views_csv(views_csv) if views_csv else None)
+        for left_out in found.ignored:  # never drop a folder of the root without a word
+            log.warning("%s: left out: %s", left_out.relative, left_out.reason)
+        exams = found.exams
         if output is not None and not dir_mode and output.exists() and not overwrite:
             raise ConfigError(f"{output} exists; use --overwrite to replace it")
         if dir_mode and output is not None:

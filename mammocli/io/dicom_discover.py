@@ -18,26 +18,16 @@ from .dicom_options import DicomOptions, GroupBy
 from .dicom_scan import DicomHeader, is_dicom_file, not_dicom_reason, scan_header
 from .dicom_select import candidate_view, select_images
 from .exam import ExamProblem, ExamSource, SkippedFile
+from .walk import walk_files
 
 
-def _walk_files(root: Path, exclude: list[Path]) -> list[Path]:
-    """Regular files under `root`, sorted; hidden entries and excluded folders are left out.
-    Symbolic links are not followed out of the tree."""
-    root_resolved = root.resolve()
-    excluded = {e.resolve() for e in exclude}
-    found: list[Path] = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        here = Path(folder)
-        dirs[:] = sorted(d for d in dirs
-                         if not d.startswith(".") and (here / d).resolve() not in excluded)
-        for name in sorted(files):
-            f = here / name
-            if name.startswith(".") or not f.is_file():
-                continue
-            if f.is_symlink() and root_resolved not in f.resolve().parents:
-                continue
-            found.append(f)
-    return found
+def _walk_files(root: Path, exclude: list[Path],
+                stray: list[tuple[Path, str]]) -> list[Path]:
+    """Regular files under `root` by the rules of `walk` (hidden entries left out, links not
+    followed out of the tree); what the walk left out goes to `stray` with its reason."""
+    walked = walk_files(root, exclude)
+    stray.extend((e.path, e.reason) for e in walked.skipped)
+    return walked.files
 
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -204,7 +194,7 @@ def discover_dicom_exams(
 
     headers: list[DicomHeader] = []
     stray: list[tuple[Path, str]] = []  # (path, reason): files no study can claim
-    for f in _walk_files(root, exclude or []):
+    for f in _walk_files(root, exclude or [], stray):
         rel = f.relative_to(root).as_posix()
         if not is_dicom_file(f):
             stray.append((f, not_dicom_reason(f)))
