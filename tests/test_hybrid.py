@@ -7,9 +7,8 @@ this package or scikit-learn); `test_pins_are_what_the_independent_count_gives` 
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +71,17 @@ def test_reader_study_acceptance_numbers(reader_study_csv: Path) -> None:
         MEAN_HYBRID_AUC - MEAN_READER_AUC, abs=1e-6)
 
 
-def test_pins_are_what_the_independent_count_gives(reader_study_csv: Path) -> None:
-    """The literals above are the script's output rounded, not numbers taken from mammocli."""
-    done = subprocess.run([sys.executable, str(MANN_WHITNEY), str(reader_study_csv), "--json"],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+def test_pins_are_what_the_independent_count_gives(reader_study_csv: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The literals above are the script's output rounded, not numbers taken from mammocli.
+    (Run in this process, as `python tests/tools/mann_whitney_reference.py CSV --json`.)"""
+    spec = importlib.util.spec_from_file_location("mann_whitney_reference", MANN_WHITNEY)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert not any(name.startswith(("mammocli", "sklearn")) for name in vars(script))
+    assert script.main([str(reader_study_csv), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert (out["breasts"], out["positives"], out["readers"]) == (1440, 61, READERS)
     assert [round(x, 6) for x in out["reader_auroc"]] == READER_AUC
     assert [round(x, 6) for x in out["hybrid_auroc"]] == HYBRID_AUC
