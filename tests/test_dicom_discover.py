@@ -67,7 +67,8 @@ def test_root_with_two_studies_and_compressed_syntaxes(tmp_path: Path) -> None:
     for view in VIEWS:  # MONOCHROME1 + compressed gives the same image as MONOCHROME2 plain
         np.testing.assert_array_equal(read_view_image(exams[1].images[view][0]).pixels,
                                       read_view_image(exams[0].images[view][0]).pixels)
-    assert first  # written
+    assert {v.value: [i.path for i in exams[0].images[v]] for v in VIEWS} == {
+        view: [path] for view, path in first.items()}  # each view is the file written for it
 
 
 def test_two_studies_mixed_in_one_folder(tmp_path: Path) -> None:
