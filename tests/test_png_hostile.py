@@ -214,8 +214,8 @@ def test_root_reports_every_folder_it_leaves_out(tmp_path: Path) -> None:
     ignored = {s.relative: s.reason for s in found.ignored}
     assert ignored == {
         "empty": "no exam: no exam.yaml, no image named after a view, no DICOM file",
-        "notes": "no exam: 1 file(s) not used, e.g. readme.txt: not a DICOM file (no 'DICM' "
-                 "marker after the 128-byte preamble)",
+        "notes": "no exam: 1 file(s) not used, e.g. readme.txt: not a DICOM file, or one cut "
+                 "short: 5 bytes, less than the 132-byte preamble and 'DICM' marker",
         "linked": "symbolic link to outside root: not followed",
     }
     message = _problem(root / "jpegs")
