@@ -167,6 +167,14 @@ def _done(doc: dict[str, Any], planned: PlannedExam) -> bool:
     return doc.get("status") == "ok" and _same_input(doc, planned)
 
 
+def _redo(doc: dict[str, Any], planned: PlannedExam) -> bool:
+    """A stored record this run may replace: a result of this very input, or the failure of
+    this exam folder (its files may have been fixed since; a failure holds no result)."""
+    ref = doc.get("input")
+    same_folder = isinstance(ref, dict) and ref.get("folder") == planned.input.folder
+    return _same_input(doc, planned) or (doc.get("status") == "failed" and same_folder)
+
+
 class Sink:
     """One output. `plan` runs before the first exam and raises OutputError on any conflict."""
 
@@ -237,24 +245,36 @@ class JsonFileSink(Sink):
         self.single = single
         self.overwrite = overwrite
         self.resume = resume
-        self.kept: dict[str, dict[str, Any]] = {}
+        self.kept: dict[str, dict[str, Any]] = {}  # exam id -> its stored result (done)
+        self.lines: list[dict[str, Any]] = []  # records the file keeps
         self.started = False
 
     def plan(self, exams: list[PlannedExam]) -> None:
         check_file_target(self.path, "-o", overwrite=self.overwrite, append=self.resume)
-        if self.resume and self.path.is_file():
-            by_id = {p.exam.exam_id: p for p in exams}
-            for doc in _read_records(self.path):
-                planned = by_id.get(str(doc.get("exam_id")))
-                if planned is not None and _done(doc, planned):
-                    self.kept[planned.exam.exam_id] = doc
+        if not (self.resume and self.path.is_file()):
+            return
+        by_id = {printable(p.exam.exam_id): p for p in exams}
+        others = []
+        for doc in _read_records(self.path):
+            planned = by_id.get(str(doc.get("exam_id")))
+            if planned is None:
+                self.lines.append(doc)  # an exam not in this run: kept as it is
+            elif _done(doc, planned):
+                self.lines.append(doc)
+                self.kept[planned.exam.exam_id] = doc
+            elif not _redo(doc, planned):
+                others.append(planned.exam.exam_id)
+        if others and not self.overwrite:
+            raise OutputError(f"-o {self.path}: {len(others)} result(s) of this run's exam ids "
+                              "come from another input (another folder or other files)",
+                              hint="write this run to another file, or use --overwrite")
 
     def done(self, planned: PlannedExam) -> dict[str, Any] | None:
         return self.kept.get(planned.exam.exam_id)
 
     def _start(self) -> None:
         # The file now holds exactly the kept results; new lines are appended to it.
-        lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in self.kept.values())
+        lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in self.lines)
         try:
             atomic_write_text(self.path, lines)
         except OSError as exc:
@@ -323,7 +343,7 @@ class FolderSink(Sink):
             docs = _read_records(self._file(p))
             doc = docs[0] if len(docs) == 1 else None
             self.existing[p.stem] = doc
-            if doc is None or not _same_input(doc, p):
+            if doc is None or not _redo(doc, p):
                 others.append(p)
         if others and not self.overwrite:
             names = ", ".join(f"{p.stem}.json" for p in others[:5])

@@ -264,14 +264,39 @@ def test_resume_never_takes_another_inputs_result(tmp_path: Path) -> None:
     (other_exam.folder / "L-CC.png").write_bytes(b"different size")
     theirs, _ = plan_exams([other_exam], tmp_path / "b")
     out = tmp_path / "out"
-    sink = FolderSink(out, overwrite=False, resume=False)
-    sink.plan(ours)
-    sink.write(ours[0], sinks.stamp(_failure("x"), ours[0]))
+    out.mkdir()
+    ok = {"status": "ok", "exam_id": "x", "input": ours[0].input.model_dump()}
+    (out / "x.json").write_text(json.dumps(ok))
     with pytest.raises(OutputError, match="another input"):
         FolderSink(out, overwrite=False, resume=True).plan(theirs)
     again = FolderSink(out, overwrite=False, resume=True)
     again.plan(ours)
-    assert again.done(ours[0]) is None  # a failure is redone on --resume
+    assert again.done(ours[0]) == ok
+    # A failure of the same folder is redone, even after its files changed (fixed).
+    (out / "x.json").write_text(to_json(sinks.stamp(_failure("x"), ours[0])))
+    fixed = FolderSink(out, overwrite=False, resume=True)
+    fixed.plan(theirs)
+    assert fixed.done(theirs[0]) is None
+
+
+def test_jsonl_resume_keeps_other_exams_lines(tmp_path: Path) -> None:
+    planned, _ = plan_exams([_exam(tmp_path / "in" / "e0"), _exam(tmp_path / "in" / "e1")],
+                            tmp_path / "in")
+    target = tmp_path / "r.jsonl"
+    other = {"status": "ok", "exam_id": "elsewhere", "input": {"folder": "q",
+                                                               "fingerprint": "sha256:0"}}
+    done = {"status": "ok", "exam_id": "e1", "input": planned[1].input.model_dump()}
+    target.write_text("\n".join([json.dumps(other), to_json(sinks.stamp(_failure("e0"),
+                                                                       planned[0])),
+                                 json.dumps(done)]) + "\n")
+    sink = JsonFileSink(target, False, overwrite=False, resume=True)
+    sink.plan(planned)
+    assert sink.done(planned[0]) is None and sink.done(planned[1]) == done
+    sink.write(planned[0], sinks.stamp(_failure("e0").model_copy(update={"error": "again"}),
+                                       planned[0]))
+    docs = [json.loads(x) for x in target.read_text().splitlines()]
+    assert [(d["exam_id"], d.get("error")) for d in docs] == [
+        ("elsewhere", None), ("e1", None), ("e0", "again")]
 
 
 def test_csv_resume_merges_rows(tmp_path: Path) -> None:
