@@ -222,3 +222,17 @@ def test_hostile_exam_names_in_outputs_and_console(tmp_path: Path, args) -> None
     stdout_run = predict(root / latin1, *args)
     assert stdout_run.exit_code == 0, stdout_run.stderr
     assert json.loads(stdout_run.stdout)["exam_id"] == "caf\\xe9"
+
+
+def test_save_heatmaps_obeys_overwrite_and_moves_folders_whole(tmp_path: Path, args) -> None:
+    exam = _root(tmp_path / "root", ["e1"]) / "e1"
+    heat = tmp_path / "heat"
+    first = predict(exam, *args, "--save-heatmaps", heat)
+    assert first.exit_code == 0, first.stderr
+    index = json.loads((heat / "e1" / "heatmaps.json").read_text())
+    assert len(index["images"]) == 4
+    assert predict(exam, *args, "--save-heatmaps", heat).exit_code == 2
+    again = predict(exam, *args, "--save-heatmaps", heat, "--overwrite")
+    assert again.exit_code == 0, again.stderr
+    assert sorted(p.name for p in heat.iterdir()) == ["e1"]  # no staging folder left
+    assert (heat / "e1" / "heatmaps.json").exists()

@@ -225,9 +225,10 @@ def register(app: typer.Typer) -> None:
             False, "--include-uids", help="DICOM: add Study/Series/SOP Instance UIDs to "
             "results (identifying data: off by default)."),
         resume: bool = typer.Option(False, "--resume",
-                                    help="With -o DIR/: skip exams whose result exists."),
+                                    help="With -o FILE or -o DIR/: skip exams done by an earlier run "
+                                    "of the same input, redo failed ones; --csv rows merge."),
         overwrite: bool = typer.Option(False, "--overwrite",
-                                       help="Replace existing output files."),
+                                       help="Replace existing outputs (results, CSV, heatmaps)."),
         precision: PrecisionOption = Precision.FP32,
         threads: ThreadsOption = 0,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
