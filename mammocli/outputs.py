@@ -118,6 +118,9 @@ def check_file_target(path: Path, option: str, *, overwrite: bool, append: bool 
         raise OutputError(f"{option} {path}: is a folder; {option} writes a file",
                           hint=f"give a file name for {option}")
     if path.exists():
+        if not path.is_file():  # a device (/dev/full), FIFO or socket: never renamed over
+            raise OutputError(f"{option} {path}: not a regular file",
+                              hint=f"give a file name for {option}")
         if not (overwrite or append):
             raise OutputError(f"{option} {path} exists",
                               hint="use --overwrite to replace it, or choose another name")

@@ -313,3 +313,26 @@ def test_csv_resume_merges_rows(tmp_path: Path) -> None:
     path.write_text("a,b\n1,2\n")
     with pytest.raises(OutputError, match="not a CSV written by predict"):
         CsvSink(path, overwrite=False, resume=True).plan(planned)
+
+
+def test_csv_on_a_full_disk_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("exam_id,left_benign,right_benign,left_malignant,right_malignant\n")
+    sink = CsvSink(path, overwrite=False, resume=True)
+    sink.plan([])
+    sink.dirty = True
+
+    def full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sinks, "atomic_write_text", full)
+    with pytest.raises(OutputError, match="r.csv: no space left"):
+        sink.close()
+    assert path.read_text().startswith("exam_id,")
+
+
+def test_devices_are_never_renamed_over(tmp_path: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    with pytest.raises(OutputError, match="not a regular file"):
+        CsvSink(Path("/dev/full"), overwrite=True, resume=False).plan([])

@@ -129,6 +129,10 @@ def deliver_outcomes(todo: list[PlannedExam], exam_outcomes: Iterator[ExamOutcom
         raise OutputError(f"{exc.message}; the run stopped after {outputs.written} of "
                           f"{len(todo)} exam(s), whose records were kept in {outputs.where()}",
                           exc.hint) from None
+    finally:
+        close = getattr(exam_outcomes, "close", None)
+        if close is not None:
+            close()  # stops preparation pools and device workers now, not at garbage collection
     _close(outputs, raise_first=True)
     return outcomes
 
@@ -225,8 +229,9 @@ def register(app: typer.Typer) -> None:
             False, "--include-uids", help="DICOM: add Study/Series/SOP Instance UIDs to "
             "results (identifying data: off by default)."),
         resume: bool = typer.Option(False, "--resume",
-                                    help="With -o FILE or -o DIR/: skip exams done by an earlier run "
-                                    "of the same input, redo failed ones; --csv rows merge."),
+                                    help="With -o FILE or -o DIR/: skip exams done by an "
+                                    "earlier run of the same input, redo failed ones; --csv "
+                                    "rows merge."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace existing outputs (results, CSV, heatmaps)."),
         precision: PrecisionOption = Precision.FP32,
