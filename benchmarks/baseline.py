@@ -13,11 +13,12 @@ within float rounding.
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from mammocli.classify import ClassifierImage, draw_windows
 from mammocli.config import PipelineConfig
@@ -28,6 +29,10 @@ from mammocli.models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassif
 from mammocli.preprocess import crop
 from mammocli.preprocess.window import cut_window, standardize_image_channel
 from mammocli.views import LABELS, VIEWS, Angle, View
+
+# The authors' morphology lives with the tests that check the package against it (one copy).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from authors_morphology import iterative_tissue_mask  # noqa: E402
 
 
 def _padded_max_pool(self: densenet.SamePadMaxPool, x: torch.Tensor) -> torch.Tensor:
@@ -42,18 +47,6 @@ def _plain_basic_block(self: resnet22.BasicBlockV2, x: torch.Tensor) -> torch.Te
     shortcut = self.downsample(a) if self.downsample is not None else x
     h = self.conv2(torch.nn.functional.relu(self.bn2(self.conv1(a))))
     return h + shortcut
-
-
-def iterative_tissue_mask(image: np.ndarray, iterations: int) -> np.ndarray | None:
-    """The authors' morphology: erode, keep the largest component, dilate (iterations times)."""
-    eroded = ndimage.binary_erosion(image > 0, iterations=iterations)
-    labels, count = ndimage.label(eroded)
-    if count == 0:
-        return None
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    sizes[0] = 0
-    largest = labels == int(np.argmax(sizes))
-    return ndimage.binary_dilation(largest, iterations=iterations)
 
 
 def install() -> None:

@@ -28,6 +28,7 @@ class ExamOutcome:
     exam: ExamSource
     output: ExamOutput | None = None
     failure: ExamFailure | None = None
+    skipped: str | None = None  # not computed, and why (e.g. another run is computing it)
 
 
 def exam_failure(exam: ExamSource, exc: BaseException) -> ExamFailure:
@@ -49,10 +50,14 @@ def exam_failure(exam: ExamSource, exc: BaseException) -> ExamFailure:
 
 def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
               on_start: Callable[[ExamSource], None] | None = None,
-              prepare_workers: int = 0) -> Iterator[ExamOutcome]:
+              prepare_workers: int = 0,
+              claim: Callable[[ExamSource], str | None] | None = None) -> Iterator[ExamOutcome]:
     """Yield one outcome per exam, in order. The next exams are read and cropped ahead of the
     computation: in one thread by default, or in `prepare_workers` processes (cropping holds
-    the GIL; a GPU can consume exams faster than one CPU core prepares them)."""
+    the GIL; a GPU can consume exams faster than one CPU core prepares them).
+
+    `claim`, called just before an exam is computed, may return a reason not to compute it
+    (another run into the same output has it); the outcome then carries only that reason."""
     randomness = RunRandomness(predictor.config.seed, predictor.config.rng_mode)
     ahead = max(prepare_workers, 1)  # exams in preparation at once (bounds the memory held)
     with ExitStack() as pools:
@@ -68,6 +73,11 @@ def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
                 on_start(exam)
             rng = randomness.for_exam()
             try:
+                reason = claim(exam) if claim else None
+                if reason is not None:
+                    future.cancel()
+                    yield ExamOutcome(exam, skipped=reason)
+                    continue
                 prepared = future.result()
                 yield ExamOutcome(exam, output=predictor.run(exam, rng, prepared))
             except KeyboardInterrupt:

@@ -47,6 +47,13 @@ class DownloadError(WeightsError, ConnectionError):
     """A download failed after its retries."""
 
 
+class OutputError(MammocliError, OSError):
+    """An output target that cannot be written: exists, wrong kind, not writable, disk full
+    (exit 2)."""
+
+    exit_code = 2
+
+
 class DeviceError(MammocliError, RuntimeError):
     """A requested compute device is not available (exit 5)."""
 

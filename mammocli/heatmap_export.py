@@ -11,18 +11,20 @@ import numpy as np
 
 from .outputs import atomic_write_bytes, atomic_write_text
 from .pipeline import ExamOutput, stored_orientation
+from .results import printable
 
 
 def _stem(view: str, relative: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(relative).with_suffix("").as_posix())
-    return f"{view}__{name}"
+    return f"{view}__{name.lstrip('.')[:100]}"
 
 
-def write_heatmaps(output: ExamOutput, exam_id: str, folder: Path, *, overlays: bool = True,
+def write_heatmaps(output: ExamOutput, exam_id: str, target: Path, *, overlays: bool = True,
                    ) -> Path:
-    """Write `<folder>/<exam_id>/`: per image `<view>__<file>.npz` (benign, malignant, aligned
-    with the cropped stored image), `<view>__<file>.png` overlays, and `heatmaps.json`."""
-    target = Path(folder) / exam_id
+    """Write into the folder `target` (the caller names it, see `sinks.HeatmapFolders`): per
+    image `<view>__<file>.npz` (benign, malignant, aligned with the cropped stored image),
+    `<view>__<file>.png` overlays, and `heatmaps.json`."""
+    target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     index = []
     for view, images in output.prepared.items():
@@ -40,7 +42,7 @@ def write_heatmaps(output: ExamOutput, exam_id: str, folder: Path, *, overlays: 
                                                                        f"{view.value}"))
             index.append({
                 "view": view.value,
-                "source": image.source.relative,
+                "source": printable(image.source.relative),
                 "arrays": f"{stem}.npz",
                 "overlay": f"{stem}.png" if overlays else None,
                 "crop_window": list(image.crop.window_location),
@@ -51,8 +53,9 @@ def write_heatmaps(output: ExamOutput, exam_id: str, folder: Path, *, overlays: 
                 "benign_max": float(benign.max()),
                 "malignant_max": float(malignant.max()),
             })
-    atomic_write_text(target / "heatmaps.json", json.dumps({"exam_id": exam_id, "images": index},
-                                                          indent=2) + "\n")
+    atomic_write_text(target / "heatmaps.json", json.dumps({"exam_id": printable(exam_id),
+                                                           "images": index},
+                                                          indent=2, ensure_ascii=False) + "\n")
     return target
 
 

@@ -8,7 +8,9 @@ it changes no number; the authors' single stream (`run`) is inherently sequentia
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -129,12 +131,19 @@ def _fail_lost_exams(exams: Sequence[ExamSource], workers: dict[int, BaseProcess
         if k in dead and index not in done:
             exam = exams[index]
             done[index] = ExamOutcome(exam, failure=ExamFailure(
-                exam_id=exam.exam_id, exit_code=1,
+                exam_id=exam.exam_id,
                 error=f"the worker process for {workers[k].name.removeprefix('mammocli-')} "
                 f"stopped (exit code {workers[k].exitcode}) before this exam was done",
-                hint="run it again; if it recurs, without --devices"))
+                hint="run it again; if it recurs, without --devices",
+                # As for a dead preparation process: not a bug, the other exams have results.
+                exit_code=3))
     for k in dead:
         del workers[k]
+
+
+# Test-only: the worker that reaches this exam id kills itself (SIGKILL, as the kernel's OOM
+# killer does), so the tests can check what a real worker death leaves.
+KILL_WORKER_AT_ENV = "MAMMOCLI_TEST_KILL_WORKER_AT"
 
 
 def _device_worker(spec: PredictorSpec, device: str, threads: int, prepare_workers: int,
@@ -150,7 +159,10 @@ def _device_worker(spec: PredictorSpec, device: str, threads: int, prepare_worke
             results.put((index, ExamOutcome(exam, failure=exam_failure(exam, exc))))
         return
     outcomes = run_exams(exams, predictor, prepare_workers=prepare_workers)
+    kill_at = os.environ.get(KILL_WORKER_AT_ENV)
     for (index, _), outcome in zip(shard, outcomes, strict=True):
+        if kill_at is not None and outcome.exam.exam_id == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         if outcome.output is not None and not predictor.need_heatmaps:
             # The parent needs only the result: pickle less.
             outcome = ExamOutcome(outcome.exam, output=ExamOutput(outcome.output.result,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,6 +68,14 @@ class WeightsUsed(_Frozen):
     path: str | None = None
 
 
+class InputRef(_Frozen):
+    """The input a result came from, without identifying it: the exam folder relative to the
+    PATH given to predict, and sha256 of its image files' relative names and sizes."""
+
+    folder: str
+    fingerprint: str
+
+
 class PredictionResult(_Frozen):
     schema_version: str = SCHEMA_VERSION
     status: Literal["ok"] = "ok"
@@ -85,6 +94,7 @@ class PredictionResult(_Frozen):
     mammocli_version: str
     warnings: list[str] = []
     skipped_files: list[dict[str, str]] = []
+    input: InputRef | None = None
 
     @property
     def primary(self) -> BreastPredictions:
@@ -98,14 +108,49 @@ class ExamFailure(_Frozen):
     error: str
     hint: str | None = None
     exit_code: int
+    input: InputRef | None = None
+
+
+def printable(text: str) -> str:
+    """A string safe for JSON, CSV and the console: bytes of a non-UTF-8 file name (held as
+    surrogates by Python) appear as \\xNN, e.g. b"caf\\xe9" -> "caf\\xe9"."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _printable_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): _printable_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable_tree(v) for v in value]
+    return value
+
+
+def to_json(record: PredictionResult | ExamFailure, indent: int | None = None) -> str:
+    """One record as JSON; every string field (file names included) made printable."""
+    data = _printable_tree(record.model_dump(mode="python"))
+    if indent is None:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(data, ensure_ascii=False, indent=indent)
+
+
+CSV_HEADER = ["exam_id", *LABELS]
+
+
+def csv_row(result: PredictionResult, variant: str | None = None) -> list[str]:
+    values = result.predictions[variant or result.primary_variant].as_labels()
+    return [printable(result.exam_id), *(f"{values[k]:.4f}" for k in LABELS)]
+
+
+def rows_to_csv(rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def to_csv(results: list[PredictionResult], variant: str | None = None) -> str:
     """The authors' four columns with `exam_id` first, 4 decimals as their CSVs."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["exam_id", *LABELS])
-    for r in results:
-        values = r.predictions[variant or r.primary_variant].as_labels()
-        writer.writerow([r.exam_id, *(f"{values[k]:.4f}" for k in LABELS)])
-    return buf.getvalue()
+    return rows_to_csv([csv_row(r, variant) for r in results])

@@ -23,6 +23,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEGLossless,
     JPEGLosslessSV1,
+    RLELossless,
     generate_uid,
 )
 
@@ -260,3 +261,77 @@ def write_decoys(folder: Path, study_uid: str) -> dict[str, Path]:
     raw, _ = make_mg("L", "MLO", study_uid=study_uid, sop_class=MG_FOR_PROCESSING)
     out["for_processing"] = save_mg(raw, folder / "raw_lmlo.dcm")
     return out
+
+
+def make_film(laterality: str, view: str, *, patient: str = "P_00001", abnormality: str = "Mass",
+              seed: int = 0, rows: int = 300, cols: int = 200) -> Dataset:
+    """A digitised-film image shaped like CBIS-DDSM (no patient data): Secondary Capture with
+    Modality MG, its own StudyInstanceUID, only the series Laterality, no ViewPosition or
+    ViewCodeSequence, the view only in PatientID/PatientName (`Mass-Test_P_00001_LEFT_CC`),
+    PatientOrientation misused as 'CC'/'MLO', 16-bit MONOCHROME2."""
+    side = {"L": "LEFT", "R": "RIGHT"}[laterality]
+    ds, _ = make_mg(laterality, view, rows=rows, cols=cols, bits=16, seed=seed,
+                    sop_class=SECONDARY_CAPTURE, image_type=("DERIVED", "PRIMARY"),
+                    view_tags="none", laterality_tag="series", orientation=False,
+                    series_description="full mammogram images")
+    ds.PatientID = ds.PatientName = f"{abnormality}-Test_{patient}_{side}_{view}"
+    ds.PatientOrientation = view
+    ds.ConversionType = "WSD"
+    for keyword in ("PresentationIntentType", "BreastImplantPresent", "PartialView",
+                    "AcquisitionDateTime"):
+        delattr(ds, keyword)
+    return ds
+
+
+def write_film_exam(folder: Path, *, patient: str = "P_00001", seed: int = 0,
+                    syntax: str = RLELossless, names: str | None = None) -> dict[str, Path]:
+    """Four digitised-film views of one patient in `folder`, each in its own study; RLE by
+    default. Files are in CBIS-DDSM's nested layout (`<PatientID>/<uid>/<uid>/1-1.dcm`) unless
+    `names` is given (e.g. 'IM{i}': names that say nothing)."""
+    written: dict[str, Path] = {}
+    for i, (lat, view) in enumerate((("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))):
+        ds = make_film(lat, view, patient=patient, seed=seed + i)
+        path = (Path(folder) / names.format(i=i) if names is not None else
+                Path(folder) / str(ds.PatientID) / generate_uid() / generate_uid() / "1-1.dcm")
+        written[f"{lat}-{view}"] = save_mg(ds, path, syntax)
+    return written
+
+
+def save_with_text(ds: Dataset, path: Path, values: dict[str, str]) -> Path:
+    """Save `ds` with header values that break their VR (e.g. a name in RescaleSlope), as a
+    corrupt export writes them: pydicom cannot hold such values, so the bytes are patched."""
+    import struct
+
+    from pydicom.datadict import tag_for_keyword
+
+    placeholders = {}
+    for keyword, text in values.items():
+        text = text + " " * (len(text) % 2)  # DICOM values have an even length
+        placeholder = "1" * len(text)
+        setattr(ds, keyword, placeholder)
+        placeholders[keyword] = (placeholder, text)
+    save_mg(ds, path)
+    data = Path(path).read_bytes()
+    for keyword, (placeholder, text) in placeholders.items():
+        tag = tag_for_keyword(keyword)
+        assert tag is not None
+        element = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + ds[keyword].VR.encode()
+        head = element + struct.pack("<H", len(text))
+        if head + placeholder.encode() not in data:
+            raise ValueError(f"{keyword} is not in {path} as expected")
+        data = data.replace(head + placeholder.encode(), head + text.encode(), 1)
+    Path(path).write_bytes(data)
+    return Path(path)
+
+
+def with_unknown_vr(path: Path, group: int, element: int) -> Path:
+    """Rewrite the VR of one explicit-VR element as 'ZZ' (a mutated header)."""
+    import struct
+
+    data = bytearray(Path(path).read_bytes())
+    at = data.find(struct.pack("<HH", group, element), 132)
+    if at < 0:
+        raise ValueError(f"({group:04X},{element:04X}) is not in {path}")
+    data[at + 4:at + 6] = b"ZZ"
+    Path(path).write_bytes(bytes(data))
+    return Path(path)

@@ -1,20 +1,15 @@
 """Stage 1's tissue mask equals the authors' morphology (erode, largest component, dilate, each
-`iterations` times with a 3x3 cross; written that way in the benchmark's baseline), computed
-here by distance transforms on bounding boxes."""
+`iterations` times with a 3x3 cross; written that way in tests/authors_morphology.py, which the
+benchmark's baseline also runs), computed here by distance transforms on bounding boxes."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from authors_morphology import iterative_tissue_mask as _authors_mask
 from scipy import ndimage
 
 from mammocli.preprocess.crop import largest_tissue_mask
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from baseline import iterative_tissue_mask as _authors_mask  # noqa: E402
 
 
 def _blobs(seed: int, shape: tuple[int, int] = (90, 70)) -> np.ndarray:

@@ -29,6 +29,10 @@ def reasons(exam: ExamSource) -> dict[str, str]:
     return {s.relative: s.reason for s in exam.skipped}
 
 
+def admitted_by(exam: ExamSource) -> dict[str, str | None]:
+    return {s.relative: s.admit_with for s in exam.skipped}
+
+
 def used(exam: ExamSource) -> dict[View, list[str]]:
     return {v: [s.relative for s in exam.images[v]] for v in VIEWS}
 
@@ -63,7 +67,8 @@ def test_root_with_two_studies_and_compressed_syntaxes(tmp_path: Path) -> None:
     for view in VIEWS:  # MONOCHROME1 + compressed gives the same image as MONOCHROME2 plain
         np.testing.assert_array_equal(read_view_image(exams[1].images[view][0]).pixels,
                                       read_view_image(exams[0].images[view][0]).pixels)
-    assert first  # written
+    assert {v.value: [i.path for i in exams[0].images[v]] for v in VIEWS} == {
+        view: [path] for view, path in first.items()}  # each view is the file written for it
 
 
 def test_two_studies_mixed_in_one_folder(tmp_path: Path) -> None:
@@ -91,7 +96,11 @@ def test_selection_rules_and_reasons(tmp_path: Path) -> None:
     assert used(exam)[View.L_CC] == ["L_CC.dcm"]
     why = reasons(exam)
     assert "tomosynthesis" in why["tomo_lcc.dcm"]
-    assert "synthesized 2D" in why["cview_lcc.dcm"] and "--allow-synthetic" in why["cview_lcc.dcm"]
+    assert "synthesized 2D" in why["cview_lcc.dcm"]
+    flags = admitted_by(exam)
+    assert flags["cview_lcc.dcm"] == "--allow-synthetic"
+    assert flags["raw_lmlo.dcm"] == "--allow-for-processing"
+    assert flags["tomo_lcc.dcm"] is None and flags["spot_rcc.dcm"] is None
     assert why["spot_rcc.dcm"] == "spot compression view"
     assert why["mag_rmlo.dcm"] == "magnification view"
     assert "ML view" in why["lml.dcm"]
@@ -165,7 +174,7 @@ def test_views_csv_overrides(tmp_path: Path) -> None:
         ds, _ = make_mg(view.side.letter, None, study_uid=uid, orientation=False, seed=i)
         save_mg(ds, folder / f"IMG{i}")
     [exam] = discover_exams(folder)
-    assert len(exam.missing_views) == 4 and "--views-csv" in reasons(exam)["IMG0"]
+    assert len(exam.missing_views) == 4 and admitted_by(exam)["IMG0"] == "--views-csv"
     csv = tmp_path / "views.csv"
     csv.write_text("file,view\n" + "".join(f"IMG{i},{v.value}\n" for i, v in enumerate(VIEWS)))
     mapping = read_views_csv(csv)

@@ -29,6 +29,7 @@ from mammocli.classify import (
     draw_windows,
     view_features,
     view_wise_log_probabilities,
+    view_wise_probabilities,
 )
 from mammocli.config import PipelineConfig, RngMode
 from mammocli.heatmaps import HeatmapEngine
@@ -167,9 +168,8 @@ def _run_view_wise(cases, model, config: PipelineConfig, with_heatmaps: bool):
                              epochs=max(config.tta, 1))
         feats = view_features(model, images, draws, config, CPU)
         logp = view_wise_log_probabilities(model, feats)
-        cc = torch.exp(logp[Angle.CC].double())[..., 1]
-        mlo = torch.exp(logp[Angle.MLO].double())[..., 1]
-        preds.append(((cc + mlo) / 2).mean(0).numpy())
+        probs = view_wise_probabilities(model, feats)  # the package's averaging, not ours
+        preds.append([probs[label] for label in LABELS])
         draws_all += draws
         logps += [{a: logp[a][e].numpy() for a in Angle} for e in range(logp[Angle.CC].shape[0])]
     return draws_all, logps, np.array(preds)

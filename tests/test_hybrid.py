@@ -1,11 +1,13 @@
 """hybrid: reading score tables and predictions, matching, blending, and the reader-study numbers.
 
-The reader-study values are pinned as literals. They were computed once with a hand-written
-Mann-Whitney pair count in plain Python (no scikit-learn), independently of this package.
+The reader-study values are pinned as literals. They were computed with an independent
+Mann-Whitney pair count (tests/tools/mann_whitney_reference.py: numpy and scipy, nothing from
+this package or scikit-learn); `test_pins_are_what_the_independent_count_gives` reruns it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from mammocli.predictions import load_predictions
 from mammocli.tables import Columns, read_labels
 
 READERS = [f"Reader{i:02d}_POM" for i in range(1, 15)]
-# Per-reader AUROC on the 1,440 breasts (hand-written Mann-Whitney count, 6 decimals)
+# Per-reader AUROC on the 1,440 breasts (the independent Mann-Whitney count, 6 decimals)
 READER_AUC = [0.725555, 0.782641, 0.809371, 0.859021, 0.704550, 0.735809, 0.771770,
               0.761451, 0.792003, 0.753373, 0.788490, 0.803600, 0.859794, 0.755715]
 # Per-reader hybrid AUROC, w = 0.5, model AI_DMVCNN_POM (same independent count)
@@ -42,6 +44,11 @@ def study(path: Path, model: str = "AI_DMVCNN_POM"):  # type: ignore[no-untyped-
     return match(read_reader_scores(path, cols), load_predictions(path, cols))
 
 
+MANN_WHITNEY = Path(__file__).resolve().parent / "tools" / "mann_whitney_reference.py"
+MODEL_AUC, GMIC_AUC = 0.778754, 0.881174
+MEAN_READER_AUC, MEAN_HYBRID_AUC, AVERAGED_READER_AUC = 0.7787959, 0.8515326, 0.8946
+
+
 # --- acceptance: the reader study --------------------------------------------------------------
 
 
@@ -55,15 +62,38 @@ def test_reader_study_acceptance_numbers(reader_study_csv: Path) -> None:
     assert round(roc.mean_of_readers.estimate, 3) == 0.779  # 0.7788
     assert round(min(readers), 3) == 0.705 and round(max(readers), 3) == 0.860  # 0.7045-0.8598
     assert round(roc.model.estimate, 3) == 0.779  # 0.7788 (0.778754)
+    assert roc.model.estimate == pytest.approx(MODEL_AUC, abs=1e-6)
     assert round(roc.mean_of_hybrids.estimate, 3) == 0.852  # 0.8515
+    assert roc.mean_of_hybrids.estimate == pytest.approx(MEAN_HYBRID_AUC, abs=1e-7)
     assert round(roc.averaged_reader_score.estimate, 3) == 0.895  # 0.8946
-    assert roc.mean_hybrid_minus_mean_reader.estimate == pytest.approx(0.8515326 - 0.7787959,
-                                                                       abs=1e-6)
+    assert roc.averaged_reader_score.estimate == pytest.approx(AVERAGED_READER_AUC, abs=1e-4)
+    assert roc.mean_hybrid_minus_mean_reader.estimate == pytest.approx(
+        MEAN_HYBRID_AUC - MEAN_READER_AUC, abs=1e-6)
+
+
+def test_pins_are_what_the_independent_count_gives(reader_study_csv: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The literals above are the script's output rounded, not numbers taken from mammocli.
+    (Run in this process, as `python tests/tools/mann_whitney_reference.py CSV --json`.)"""
+    spec = importlib.util.spec_from_file_location("mann_whitney_reference", MANN_WHITNEY)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert not any(name.startswith(("mammocli", "sklearn")) for name in vars(script))
+    assert script.main([str(reader_study_csv), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["breasts"], out["positives"], out["readers"]) == (1440, 61, READERS)
+    assert [round(x, 6) for x in out["reader_auroc"]] == READER_AUC
+    assert [round(x, 6) for x in out["hybrid_auroc"]] == HYBRID_AUC
+    assert (round(out["model_auroc"], 6), round(out["gmic_auroc"], 6)) == (MODEL_AUC, GMIC_AUC)
+    assert round(out["mean_reader_auroc"], 7) == MEAN_READER_AUC
+    assert round(out["mean_hybrid_auroc"], 7) == MEAN_HYBRID_AUC
+    assert round(out["averaged_reader_score_auroc"], 4) == AVERAGED_READER_AUC
 
 
 def test_reader_study_gmic_model(reader_study_csv: Path) -> None:
     roc = hybrid_metrics(study(reader_study_csv, "AI_GMIC_top5_POM"), n_bootstrap=0).auroc
-    assert round(roc.model.estimate, 3) == 0.881  # 0.881174
+    assert roc.model.estimate == pytest.approx(GMIC_AUC, abs=1e-6)
 
 
 def test_reader_study_cis_reproducible_and_contain_estimates(reader_study_csv: Path) -> None:
@@ -82,8 +112,8 @@ def test_reader_study_cis_reproducible_and_contain_estimates(reader_study_csv: P
 def test_sweep_ends_are_model_and_readers(reader_study_csv: Path) -> None:
     m = study(reader_study_csv)
     points = sweep(m, [0.0, 0.5, 1.0])
-    assert points[0].mean_hybrid_auroc == pytest.approx(0.778754, abs=1e-6)  # model only
-    assert points[1].mean_hybrid_auroc == pytest.approx(0.851533, abs=1e-6)
+    assert points[0].mean_hybrid_auroc == pytest.approx(MODEL_AUC, abs=1e-6)  # model only
+    assert points[1].mean_hybrid_auroc == pytest.approx(MEAN_HYBRID_AUC, abs=1e-6)
     assert points[2].mean_hybrid_auroc == pytest.approx(np.mean(READER_AUC), abs=1e-6)
 
 
@@ -166,7 +196,9 @@ def test_bad_scores(tmp_path: Path, text: str, error: type[Exception] | None,
                     message: str | None) -> None:
     path = write(tmp_path, "s.csv", text)
     if error is None:  # 1.7 in a column that also has values <= 1: read as 0-100, said so
-        assert read_reader_scores(path, Columns()).warnings
+        scores = read_reader_scores(path, Columns())
+        assert scores.warnings == ["s.csv: b read as 0-100 and divided by 100"]
+        np.testing.assert_allclose(scores.scores[:, 1], [0.002, 0.007, 0.004, 0.017])
         return
     with pytest.raises(error, match=message):
         read_reader_scores(path, Columns())

@@ -22,12 +22,26 @@ from mammocli.views import View
 
 
 def test_all_five_shared_files_load(reference_dir: Path) -> None:
+    """Each file loads into its architecture with the file's own values (the last tensor of
+    each file, whose key no historical spelling changes), not merely an object of the type."""
     weights = reference_dir / "weights"
-    assert isinstance(load_patch_classifier(weights / "sample_patch_model.p"), PatchClassifier)
-    assert load_view_wise(weights / "sample_image_model.p", 1).input_channels == 1
-    assert load_view_wise(weights / "sample_imageheatmaps_model.p", 3).input_channels == 3
-    assert load_image_wise(weights / "ImageOnly__ModeImage_weights.p", 1).input_channels == 1
-    assert load_image_wise(weights / "ImageHeatmaps__ModeImage_weights.p").input_channels == 3
+    loaded: dict[str, torch.nn.Module] = {
+        "sample_patch_model.p": load_patch_classifier(weights / "sample_patch_model.p"),
+        "sample_image_model.p": load_view_wise(weights / "sample_image_model.p", 1),
+        "sample_imageheatmaps_model.p": load_view_wise(
+            weights / "sample_imageheatmaps_model.p", 3),
+        "ImageOnly__ModeImage_weights.p": load_image_wise(
+            weights / "ImageOnly__ModeImage_weights.p", 1),
+        "ImageHeatmaps__ModeImage_weights.p": load_image_wise(
+            weights / "ImageHeatmaps__ModeImage_weights.p"),
+    }
+    channels = {name: 3 if "eatmaps" in name else 1 for name in loaded}
+    for name, model in loaded.items():
+        state = read_state_dict(weights / name)
+        key = next(reversed(state))
+        assert torch.equal(model.state_dict()[key], state[key]), name
+        if name != "sample_patch_model.p":
+            assert model.input_channels == channels[name], name  # type: ignore[attr-defined]
 
 
 def test_state_dict_keys_match_the_official_listing(reference_dir: Path) -> None:
@@ -164,13 +178,31 @@ def test_reference_required_helper_skips_cleanly(monkeypatch: pytest.MonkeyPatch
 
 
 def test_densenet_training_path_matches_inference_and_backpropagates() -> None:
-    """Inference writes dense blocks into one buffer; training must use autograd-safe concat."""
+    """The module training runs (concatenating dense blocks, autograd on, BatchNorm frozen as
+    `train` freezes it) computes what the inference rebuild that `predict` runs computes (one
+    shared feature buffer, norms as fused multiply-adds), and gradients reach every weight."""
+    from mammocli.models.densenet_inference import InferencePatchClassifier
+    from mammocli.synthetic import _randomise
+    from mammocli.train.tasks import freeze_batchnorm
+
     torch.manual_seed(0)
-    model = PatchClassifier().eval()
-    x = torch.randn(2, 3, 64, 64)
+    model = _randomise(PatchClassifier(), 0)  # non-trivial BatchNorm statistics
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)  # logits of a few units, so 1e-4 is a tight bound
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    rebuilt = InferencePatchClassifier.build(model, torch.device("cpu"), torch.float32)
     with torch.inference_mode():
-        fast = model(x)
-    slow = model(x)  # grad enabled: the concatenating path
-    torch.testing.assert_close(slow.detach(), fast, rtol=1e-5, atol=1e-5)
-    slow.sum().backward()
-    assert model.features.conv0.weight.grad is not None
+        inference = rebuilt(x.contiguous(memory_format=torch.channels_last))
+    model.train()
+    freeze_batchnorm(model)
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    training = model(x)
+    assert training.requires_grad
+    assert (inference[0] - inference[1]).abs().max() > 1e-2  # the two inputs are told apart
+    # measured 2e-6 (bit-identical with a channels_last input on AVX-512)
+    torch.testing.assert_close(training.detach(), inference, rtol=1e-5, atol=1e-4)
+    training.sum().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in stats.items())  # frozen

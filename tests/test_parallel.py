@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -97,25 +98,33 @@ def test_a_dead_preparation_process_fails_its_exam_with_a_clear_message(tmp_path
     assert "--prepare-workers 0" in (failure.hint or "")
 
 
-def test_a_dead_device_worker_fails_only_its_own_unfinished_exams(tmp_path: Path) -> None:
-    from types import SimpleNamespace
+def test_a_killed_device_worker_fails_only_its_own_unfinished_exams(
+        tmp_path: Path, random_weights: Path, small_pipeline: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real worker process dies (SIGKILL) on reaching e3: worker 0 (e0, e2) and the exam the
+    dead worker had already sent (e1) keep their single-process results; e3 fails; exit 3."""
+    from mammocli.parallel import KILL_WORKER_AT_ENV
 
-    from mammocli.batch import ExamOutcome
-    from mammocli.io.exam import ExamSource
-    from mammocli.parallel import _fail_lost_exams
-
-    exams = [ExamSource(exam_id=f"e{i}", folder=tmp_path, images={}) for i in range(4)]
-    alive = SimpleNamespace(exitcode=None, name="mammocli-cuda:0")
-    killed = SimpleNamespace(exitcode=-9, name="mammocli-cuda:1")
-    workers = {0: alive, 1: killed}
-    owner = {0: 0, 1: 1, 2: 0, 3: 1}
-    done = {1: ExamOutcome(exams[1])}  # e1 finished before its worker died
-    _fail_lost_exams(exams, workers, owner, done)  # type: ignore[arg-type]
-    assert set(done) == {1, 3} and done[1].failure is None
-    failure = done[3].failure
-    assert failure is not None and "worker process for cuda:1 stopped (exit code -9)" in \
-        failure.error
-    assert set(workers) == {0}  # the dead worker is not waited for again
+    root = tmp_path / "root"
+    for i in range(4):
+        write_exam(root / f"e{i}", shape=(400, 300), seed=20 + i)
+    args = ["--weights-dir", random_weights, "--pipeline-config", small_pipeline, "--tta", "1",
+            "--variants", "image-only"]
+    single = _predict(root, *args)
+    assert single.exit_code == 0, single.stderr
+    monkeypatch.setenv(KILL_WORKER_AT_ENV, "e3")  # read by the spawned workers
+    killed = _predict(root, *args, "--devices", "cpu,cpu", "--threads", "1")
+    assert killed.exit_code == 3, killed.stderr
+    ours = [json.loads(line) for line in killed.stdout.splitlines()]
+    want = [json.loads(line) for line in single.stdout.splitlines()]
+    assert [(r["exam_id"], r["status"]) for r in ours] == [
+        ("e0", "ok"), ("e1", "ok"), ("e2", "ok"), ("e3", "failed")]
+    for a, b in zip(ours[:3], want[:3], strict=True):
+        assert a["predictions"].keys() == {"image_only"}
+        assert _close(a["predictions"], b["predictions"]), a["exam_id"]
+    assert "the worker process for cpu stopped (exit code -9)" in ours[3]["error"]
+    assert ours[3]["exit_code"] == 3
+    assert "e3" in killed.stderr and "exit code -9" in " ".join(killed.stderr.split())
 
 
 class _DiesOnBoom:
@@ -134,8 +143,6 @@ def test_after_a_preparation_process_dies_the_rest_is_prepared_in_a_thread(
     from concurrent.futures import BrokenExecutor
     from contextlib import ExitStack
     from types import SimpleNamespace
-
-    import pytest
 
     from mammocli.batch import _preparation
     from mammocli.io.exam import ExamSource

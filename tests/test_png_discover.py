@@ -13,6 +13,7 @@ from mammocli.errors import ConfigError, InputError
 from mammocli.io.discover import discover_exams, view_from_name
 from mammocli.io.exam import ImageSource
 from mammocli.io.png import read_png
+from mammocli.prepare import check_usable
 from mammocli.synthetic import write_exam, write_png16
 from mammocli.views import View
 
@@ -66,17 +67,20 @@ def test_exam_yaml_lists_files_and_flip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text,message", [
-    ("views: [a.png]\n", "'views' must map"),
-    ("views: {X-CC: a.png}\n", "unknown view"),
-    ("horizontal_flip: maybe\nviews: {}\n", "horizontal_flip"),
-    ("colour: red\n", "unknown keys"),
-    ("views: {L-CC: ../../etc/passwd}\n", "outside the exam folder"),
+    ("views: [a.png]\n", "line 1, views: Input should be a valid dictionary"),
+    ("views: {X-CC: a.png}\n", "line 1, views.X-CC: unknown view"),
+    ("horizontal_flip: maybe\nviews: {}\n", "line 1, horizontal_flip: expected NO, YES or auto"),
+    ("colour: red\n", "line 1, colour: unknown key"),
+    ("views: {L-CC: ../../etc/passwd}\n", "L-CC: ../../etc/passwd: points outside the exam"),
     ("views: [unclosed\n", "not valid YAML"),
 ])
 def test_bad_exam_yaml(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "exam.yaml").write_text(text)
-    with pytest.raises(InputError, match=message):
-        discover_exams(tmp_path)
+    (exam,) = discover_exams(tmp_path)  # recorded on the exam, not raised: it fails alone
+    assert exam.problem is not None and message in exam.problem.message
+    with pytest.raises(InputError, match="exam.yaml") as info:
+        check_usable(exam)
+    assert message in info.value.message and info.value.exit_code == 3
 
 
 def test_missing_path_and_empty_root(tmp_path: Path) -> None:

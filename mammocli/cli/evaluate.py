@@ -29,7 +29,7 @@ from .columns import (
 )
 from .common import handle_errors
 from .hybrid import _fmt, print_wide
-from .output import emit, write_atomic
+from .output import check_output, check_output_folder, emit, write_file
 
 
 def report_table(r: EvaluationReport) -> Table:
@@ -88,6 +88,8 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option(
             "-o", "--output", help="Write the result here instead of stdout.")] = None,
         fmt: Annotated[Format, typer.Option("--format")] = Format.json,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="Replace existing output files.")] = False,
         exam_column: ExamColumn = None,
         side_column: SideColumn = "side",
         label_column: LabelColumn = "label",
@@ -97,6 +99,9 @@ def register(app: typer.Typer) -> None:
         quiet: TableQuietOption = False,
     ) -> None:
         """Evaluate predictions against labels: AUCs with bootstrap CIs, curves, subgroups."""
+        check_output(output, overwrite)
+        check_output(metarepo_csv, overwrite, "--metarepo-csv")
+        check_output_folder(plots, ["roc.png", "pr.png"], overwrite, "--plots")
         columns = make_columns(exam_column, side_column, label_column, model_column)
         groups = [Subgroup.parse(b) for b in by or []]
         preds = load_predictions(predictions, columns)
@@ -114,10 +119,10 @@ def register(app: typer.Typer) -> None:
             breast = {f"breast {t}": (ev.labels[t], ev.scores[t]) for t in ev.scores}
             exam = {f"exam {t}": ev.exam_level(t) for t in ev.scores}
             curves = {**breast, **exam}
-            write_atomic(plots / "roc.png", roc_png(curves, "ROC"))
-            write_atomic(plots / "pr.png", pr_png(curves, "precision-recall"))
+            write_file(plots / "roc.png", roc_png(curves, "ROC"))
+            write_file(plots / "pr.png", pr_png(curves, "precision-recall"))
         if metarepo_csv is not None:
-            write_atomic(metarepo_csv, metarepo_breast_csv(ev))
+            write_file(metarepo_csv, metarepo_breast_csv(ev))
         if not quiet:
             print_wide(report_table(r))
         emit(report_csv(r) if fmt is Format.csv else r.model_dump_json(indent=2), output)

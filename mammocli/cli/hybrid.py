@@ -39,7 +39,7 @@ from .columns import (
     make_columns,
 )
 from .common import handle_errors
-from .output import emit
+from .output import check_output, emit
 
 _WIDE = 150
 
@@ -106,6 +106,8 @@ def register(app: typer.Typer) -> None:
         do_sweep: Annotated[bool, typer.Option(
             "--sweep", help="Also report the hybrids' AUCs for w from 0 to 1.")] = False,
         sweep_step: Annotated[float, typer.Option("--sweep-step")] = 0.1,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="Replace an existing output file.")] = False,
         exam_column: ExamColumn = None,
         side_column: SideColumn = "side",
         label_column: LabelColumn = "label",
@@ -124,6 +126,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Hybrid reader + model: w * radiologist + (1 - w) * model per reader, with AUCs."""
         check_weight(weight)
+        check_output(output, overwrite)
         columns = make_columns(exam_column, side_column, label_column, model_column,
                                reader_columns, reader_column, score_column)
         scores = read_reader_scores(radiologist_scores, columns)

@@ -1,33 +1,36 @@
-"""Writing command outputs: stdout, or a file written atomically."""
+"""Writing command outputs: stdout, or a file written atomically (never replacing one without
+--overwrite; the target is checked before the command computes anything)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from ..outputs import atomic_write_bytes, check_file_target, check_folder_target, write_failed
 from .common import write_stdout
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def check_output(output: Path | None, overwrite: bool, option: str = "-o") -> None:
+    """Fail before the work when `output` could not be written (exit 2, with the fix)."""
+    if output is not None:
+        check_file_target(output, option, overwrite=overwrite)
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def check_output_folder(folder: Path | None, names: list[str], overwrite: bool,
+                        option: str) -> None:
+    """A folder the command writes `names` into: none of them replaced without --overwrite."""
+    if folder is None:
+        return
+    check_folder_target(folder, option)
+    for name in names:
+        check_file_target(folder / name, option, overwrite=overwrite)
+
+
+def write_file(path: Path, data: bytes | str) -> None:
+    """Atomically, with an OutputError naming the file when it cannot be written."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+    except OSError as exc:
+        raise write_failed(path, exc) from None
 
 
 def emit(text: str, output: Path | None) -> None:
@@ -35,4 +38,4 @@ def emit(text: str, output: Path | None) -> None:
     if output is None:
         write_stdout(text)
     else:
-        write_atomic(output, text if text.endswith("\n") else text + "\n")
+        write_file(output, text if text.endswith("\n") else text + "\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
@@ -10,22 +10,30 @@ from typing import Annotated
 import typer
 import yaml
 from rich.table import Table
+from rich.text import Text
 
 from ..batch import ExamOutcome, run_exams
 from ..config import FlipMode, PipelineConfig, RngMode
 from ..console import log, progress, stderr
-from ..errors import ConfigError, InputError
-from ..heatmap_export import write_heatmaps
-from ..io.dicom_options import DicomOptions, VoiMode
-from ..io.discover import discover_exams, read_views_csv
-from ..outputs import atomic_write_text
+from ..errors import EXIT_INTERRUPTED, ConfigError, InputError, OutputError
+from ..io.dicom_options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
+from ..io.discover import discover, discover_exams, read_views_csv
 from ..parallel import PredictorSpec, parse_devices, run_exams_on_devices
 from ..pipeline import ModelKind, Models, Predictor
 from ..precision import Precision
-from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, to_csv
+from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, printable
 from ..runtime import configure_threads, select_device, tune_allocator
+from ..sinks import (
+    CsvSink,
+    HeatmapFolders,
+    Outputs,
+    PlannedExam,
+    StdoutSink,
+    plan_exams,
+    result_sink,
+)
 from ..weights.overrides import WEIGHTS_HELP, parse_weight_overrides, weights_locator
-from .common import handle_errors, report_error, write_stdout
+from .common import handle_errors, report_error
 
 _VARIANT_NAMES = {
     "image-only": VARIANT_IMAGE_ONLY,
@@ -71,27 +79,74 @@ def load_pipeline_config(path: Path | None, **overrides: object) -> PipelineConf
     return config
 
 
-def _is_dir_target(path: str) -> bool:
-    return path.endswith(("/", "\\")) or Path(path).is_dir()
+def deliver_outcomes(todo: list[PlannedExam], exam_outcomes: Iterator[ExamOutcome],
+                     outputs: Outputs, heat: HeatmapFolders | None,
+                     quiet: bool) -> list[ExamOutcome]:
+    """Write each outcome as its exam finishes. On an interrupt or an output that cannot be
+    written, stop, keep what was written, and say where it is and how to go on."""
+    outcomes: list[ExamOutcome] = []
+    try:
+        with progress(not quiet) as bar:
+            task = bar.add_task("exams", total=len(todo)) if bar else None
+            for planned, outcome in zip(todo, exam_outcomes, strict=True):
+                if bar is not None:
+                    bar.advance(task)
+                if outcome.skipped is not None:
+                    log.warning("%s: skipped, %s", printable(planned.exam.exam_id),
+                                outcome.skipped)
+                    continue
+                outcomes.append(outcome)
+                if outcome.failure is not None:
+                    failure = outcome.failure
+                    prefix = f"{planned.exam.exam_id}: "
+                    report_error(InputError(failure.error if failure.error.startswith(prefix)
+                                            else prefix + failure.error, failure.hint))
+                    outputs.write(planned, failure)
+                    continue
+                out = outcome.output
+                assert out is not None and out.result is not None
+                if heat is not None:
+                    heat.write(planned, out)
+                outputs.write(planned, out.result)
+    except KeyboardInterrupt:
+        _close(outputs)
+        stderr.print(Text(f"interrupted after {outputs.written} of {len(todo)} exam(s); "
+                          f"{outputs.written} record(s) kept in {outputs.where()}"))
+        if not isinstance(outputs.primary, StdoutSink):
+            stderr.print(Text("  to finish, run the same command again with --resume"))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OutputError as exc:
+        _close(outputs)
+        raise OutputError(f"{exc.message}; the run stopped after {outputs.written} of "
+                          f"{len(todo)} exam(s), whose records were kept in {outputs.where()}",
+                          exc.hint) from None
+    finally:
+        close = getattr(exam_outcomes, "close", None)
+        if close is not None:
+            close()  # stops preparation pools and device workers now, not at garbage collection
+    _close(outputs, raise_first=True)
+    return outcomes
 
 
-def _result_line(outcome: ExamOutcome) -> str:
-    if outcome.output is not None and outcome.output.result is not None:
-        return outcome.output.result.model_dump_json()
-    assert outcome.failure is not None
-    return outcome.failure.model_dump_json()
+def _close(outputs: Outputs, raise_first: bool = False) -> None:
+    problems = outputs.close()
+    for problem in problems[1:] if raise_first else problems:
+        report_error(problem)
+    if raise_first and problems:
+        raise problems[0]
 
 
 def _summary(outcomes: list[ExamOutcome]) -> None:
     table = Table(title="mammocli predict", show_lines=False)
     for col in ("exam", "status", "L malignant", "R malignant", "seconds / error"):
         table.add_column(col)
-    for o in outcomes:
+    for o in outcomes:  # user-supplied strings as Text: never read as console markup
         if o.failure is not None:
-            table.add_row(o.exam.exam_id, "[red]failed[/]", "", "", o.failure.error)
+            table.add_row(Text(printable(o.exam.exam_id)), Text("failed", style="red"), "", "",
+                          Text(printable(o.failure.error)))
         elif o.output is not None and o.output.result is not None:
             r = o.output.result
-            table.add_row(r.exam_id, "ok", f"{r.primary.left.malignant:.4f}",
+            table.add_row(Text(printable(r.exam_id)), "ok", f"{r.primary.left.malignant:.4f}",
                           f"{r.primary.right.malignant:.4f}", f"{r.duration_s:.1f}")
     stderr.print(table)
 
@@ -165,10 +220,19 @@ def register(app: typer.Typer) -> None:
         include_uids: bool = typer.Option(
             False, "--include-uids", help="DICOM: add Study/Series/SOP Instance UIDs to "
             "results (identifying data: off by default)."),
+        group_by: GroupBy = typer.Option(
+            GroupBy.AUTO, "--group-by", help="DICOM: how files form exams. auto: one per study, "
+            "or the folder when per-image studies (digitised film) in it make one four-view set "
+            "of one patient; study; folder: each folder under PATH; patient (hashed id)."),
+        max_pixels: int = typer.Option(
+            DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Refuse images (PNG or DICOM) "
+            "larger than this many pixels (width x height) before decoding them."),
         resume: bool = typer.Option(False, "--resume",
-                                    help="With -o DIR/: skip exams whose result exists."),
+                                    help="With -o FILE or -o DIR/: skip exams done by an "
+                                    "earlier run of the same input, redo failed ones; --csv "
+                                    "rows merge."),
         overwrite: bool = typer.Option(False, "--overwrite",
-                                       help="Replace existing output files."),
+                                       help="Replace existing outputs (results, CSV, heatmaps)."),
         precision: PrecisionOption = Precision.FP32,
         threads: ThreadsOption = 0,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
@@ -176,29 +240,35 @@ def register(app: typer.Typer) -> None:
         """Predict benign and malignant probabilities per breast. Research use only."""
         tune_allocator()
         configure_threads(threads)
-        # A str, not a Path: Path() would drop the trailing "/" that asks for a folder.
-        dir_mode = output_arg is not None and _is_dir_target(output_arg)
-        output = Path(output_arg) if output_arg is not None else None
         config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
         chosen = parse_variants(variants)
         dicom = DicomOptions(voi=voi, allow_synthetic=allow_synthetic,
                              allow_for_processing=allow_for_processing,
                              allow_secondary_capture=allow_secondary_capture,
-                             one_per_view=one_per_view, include_uids=include_uids)
-        exams = discover_exams(path, options=dicom,
-                               views=read_views_csv(views_csv) if views_csv else None)
-        if output is not None and not dir_mode and output.exists() and not overwrite:
-            raise ConfigError(f"{output} exists; use --overwrite to replace it")
-        if dir_mode and output is not None:
-            done = {e.exam_id for e in exams if (output / f"{e.exam_id}.json").exists()}
-            if done and not resume and not overwrite:
-                raise ConfigError(f"{output} already holds results for {len(done)} exam(s); "
-                                  "use --resume to skip them or --overwrite to redo them")
-            if resume:
-                if done:
-                    log.info("resuming: %d exam(s) already done", len(done))
-                exams = [e for e in exams if e.exam_id not in done]
+                             one_per_view=one_per_view, include_uids=include_uids,
+                             group_by=group_by, max_pixels=max_pixels)
+        found = discover(path, options=dicom,
+                         views=read_views_csv(views_csv) if views_csv else None)
+        for left_out in found.ignored:  # never drop a folder of the root without a word
+            log.warning("%s: left out: %s", left_out.relative, left_out.reason)
+        planned, renamed = plan_exams(found.exams, path)
+        for note in renamed:
+            log.warning("%s", note)
+        # Every output target is checked before the first exam (and before loading models).
+        sinks = [result_sink(output_arg, len(planned) == 1, overwrite=overwrite, resume=resume)]
+        if csv_path is not None:
+            sinks.append(CsvSink(csv_path, overwrite=overwrite, resume=resume))
+        outputs = Outputs.open(sinks, planned)
+        heat = None
+        if save_heatmaps is not None:
+            heat = HeatmapFolders(save_heatmaps, "--save-heatmaps", overwrite=overwrite,
+                                  resume=resume)
+            heat.plan(planned)
+        todo = [p for p in planned if outputs.done(p) is None]
+        if len(todo) < len(planned):
+            log.info("resuming: %d exam(s) already done", len(planned) - len(todo))
         locate = weights_locator(weights_dir, parse_weight_overrides(weights), progress=not quiet)
+        exam_list = [p.exam for p in todo]
         if devices:
             if device != "auto":
                 raise ConfigError("use either --device or --devices, not both")
@@ -208,7 +278,7 @@ def register(app: typer.Typer) -> None:
                                          precision=Precision(precision),
                                          flip_mode=horizontal_flip,
                                          need_heatmaps=save_heatmaps is not None, dicom=dicom)
-            exam_outcomes = run_exams_on_devices(exams, spec, device_list, threads,
+            exam_outcomes = run_exams_on_devices(exam_list, spec, device_list, threads,
                                                  prepare_workers)
         else:
             torch_device = select_device(device)
@@ -217,47 +287,11 @@ def register(app: typer.Typer) -> None:
                                  patch_classifier=save_heatmaps is not None, precision=precision)
             predictor = Predictor(models, config, flip_mode=horizontal_flip,
                                   need_heatmaps=save_heatmaps is not None, dicom=dicom)
-            exam_outcomes = run_exams(exams, predictor, prepare_workers=prepare_workers)
+            by_exam = {id(p.exam): p for p in todo}
+            exam_outcomes = run_exams(exam_list, predictor, prepare_workers=prepare_workers,
+                                      claim=lambda e: outputs.claim(by_exam[id(e)]))
 
-        outcomes: list[ExamOutcome] = []
-        lines: list[str] = []
-        with progress(not quiet) as bar:
-            task = bar.add_task("exams", total=len(exams)) if bar else None
-            for outcome in exam_outcomes:
-                outcomes.append(outcome)
-                if bar is not None:
-                    bar.advance(task)
-                if outcome.failure is not None:
-                    report_error(InputError(f"{outcome.exam.exam_id}: {outcome.failure.error}"
-                                            if not outcome.failure.error.startswith(
-                                                outcome.exam.exam_id) else outcome.failure.error,
-                                            outcome.failure.hint))
-                    if not dir_mode:
-                        lines.append(_result_line(outcome))
-                    continue
-                out = outcome.output
-                assert out is not None and out.result is not None
-                if save_heatmaps is not None:
-                    write_heatmaps(out, out.result.exam_id, save_heatmaps)
-                if dir_mode and output is not None:
-                    atomic_write_text(output / f"{out.result.exam_id}.json",
-                                      out.result.model_dump_json(indent=2) + "\n")
-                else:
-                    lines.append(_result_line(outcome))
-
-        results = [o.output.result for o in outcomes
-                   if o.output is not None and o.output.result is not None]
-        if not dir_mode:
-            if len(exams) == 1 and lines:
-                text = json.dumps(json.loads(lines[0]), indent=2) + "\n"
-            else:
-                text = "".join(line + "\n" for line in lines)
-            if output is not None:
-                atomic_write_text(output, text)
-            else:
-                write_stdout(text)
-        if csv_path is not None:
-            atomic_write_text(csv_path, to_csv(results))
+        outcomes = deliver_outcomes(todo, exam_outcomes, outputs, heat, quiet)
         if len(outcomes) > 1 and not quiet:
             _summary(outcomes)
         failures = [o.failure for o in outcomes if o.failure is not None]
@@ -278,27 +312,35 @@ def register(app: typer.Typer) -> None:
         pipeline_config: Path | None = typer.Option(None, "--pipeline-config"),
         precision: PrecisionOption = Precision.FP32,
         threads: ThreadsOption = 0,
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="Replace heatmaps already in the folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Write benign/malignant heatmaps per view: arrays, PNG overlays and a JSON index."""
         tune_allocator()
         configure_threads(threads)
         config = load_pipeline_config(pipeline_config, seed=seed, rng_mode=rng_stream)
-        exams = discover_exams(path)
+        planned, renamed = plan_exams(discover_exams(path), path)
+        for note in renamed:
+            log.warning("%s", note)
+        heat = HeatmapFolders(output, "-o", overwrite=overwrite, resume=False)
+        heat.plan(planned)
         locate = weights_locator(weights_dir, parse_weight_overrides(weights), progress=not quiet)
         models = Models.load(ModelKind.VIEW_WISE, (), locate,
                              select_device(device), config, patch_classifier=True,
                              precision=precision)
         predictor = Predictor(models, config, flip_mode=horizontal_flip, need_heatmaps=True)
         failures = []
-        for outcome in run_exams(exams, predictor):
+        exams = [p.exam for p in planned]
+        for planned_exam, outcome in zip(planned, run_exams(exams, predictor), strict=True):
             if outcome.failure is not None:
                 failures.append(outcome.failure)
                 report_error(InputError(outcome.failure.error, outcome.failure.hint))
                 continue
             assert outcome.output is not None
-            folder = write_heatmaps(outcome.output, outcome.exam.exam_id, output)
+            folder = heat.write(planned_exam, outcome.output)
             if not quiet:
-                stderr.print(f"{outcome.exam.exam_id}: heatmaps written to {folder}")
+                stderr.print(Text(f"{printable(outcome.exam.exam_id)}: heatmaps written to "
+                                  f"{printable(str(folder))}"))
         if failures:
             raise typer.Exit(max(f.exit_code for f in failures))

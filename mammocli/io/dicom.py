@@ -26,11 +26,12 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
+    RLELossless,
 )
 
 from ..errors import InputError
 from .dicom_options import DicomOptions, VoiMode
-from .dicom_scan import header_problem, read_header
+from .dicom_scan import check_elements, header_problem, read_header
 from .dicom_tags import facing_from_orientation
 from .exam import ImageSource, ViewImage
 
@@ -46,31 +47,49 @@ _DECODER_PACKAGES: dict[str, str] = {
     JPEGExtended12Bit: "python-gdcm",
 }
 _LOSSY = {JPEG2000, JPEGLSNearLossless, JPEGBaseline8Bit, JPEGExtended12Bit}
+_J2K = {JPEG2000, JPEG2000Lossless}
+_JPEG = {JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless, JPEGBaseline8Bit,
+         JPEGExtended12Bit}
+_REEXPORT = "export the image again from the archive"
 
 
 def read_dicom(source: ImageSource, options: DicomOptions | None = None) -> ViewImage:
     """Decode one DICOM image into uint16 pixels in stored orientation (see module docstring).
 
-    Raises InputError naming the file (relative to the exam folder) for anything unusable.
+    Decoding is strict: the compressed stream's own size and depth, and the decoded array, must
+    match Rows, Columns, BitsAllocated and one greyscale sample. Raises InputError naming the
+    file (relative to the exam folder) for anything unusable; never with a header value.
     """
     options = options or DicomOptions()
     where = source.relative
     header, element = read_header(source.path, where)
+    check_elements(header, where)
     problem = header_problem(header, element, options.max_pixels)
     if problem:
-        raise InputError(f"{where}: {problem}", hint="export the image again from the archive")
+        raise InputError(f"{where}: {problem}", hint=_REEXPORT)
     syntax = UID(str(header.file_meta.get("TransferSyntaxUID", "")))
     _check_decoder(syntax, where)
     stored = _decode(source, syntax)
     rows, cols = int(header.Rows), int(header.Columns)
-    if stored.shape != (rows, cols) or stored.dtype.kind not in "ui":
+    allocated = int(header.BitsAllocated)
+    if (stored.shape != (rows, cols) or stored.dtype.kind not in "ui"
+            or stored.dtype.itemsize * 8 != allocated):
         raise InputError(
             f"{where}: decoded pixels have shape {stored.shape} and dtype {stored.dtype}, the "
-            f"header declares {rows} x {cols} single-frame greyscale; BitsAllocated or the size "
-            "is inconsistent with the data",
-            hint="export the image again from the archive",
+            f"header declares {rows} x {cols} single-frame greyscale at BitsAllocated "
+            f"{allocated}; BitsAllocated or the size is inconsistent with the data",
+            hint=_REEXPORT,
         )
-    pixels, notes = to_sixteen_bit(stored, header, options)
+    try:
+        pixels, notes = to_sixteen_bit(stored, header, options)
+    except InputError:
+        raise
+    except Exception as exc:  # a header value that pydicom parsed but cannot be applied
+        raise InputError(
+            f"{where}: cannot apply the header's pixel description ({type(exc).__name__}: "
+            "Rescale, Window, VOI LUT or padding values are invalid)",
+            hint=_REEXPORT,
+        ) from exc
     if syntax in _LOSSY:
         notes.append(f"lossy compression ({syntax.name}); results may differ from the original")
     facing = source.facing or facing_from_orientation(header)
@@ -97,6 +116,12 @@ def _check_decoder(syntax: UID, where: str) -> None:
         )
 
 
+def _is_fatal(exc: BaseException) -> bool:
+    """Exceptions that must end the run: not a file's fault. pyo3 decoders (pylibjpeg-rle)
+    raise PanicException, a BaseException, on corrupt data: that one is the file's fault."""
+    return not isinstance(exc, Exception) and type(exc).__name__ != "PanicException"
+
+
 def _decode(source: ImageSource, syntax: UID) -> np.ndarray:
     where = source.relative
     try:
@@ -108,17 +133,70 @@ def _decode(source: ImageSource, syntax: UID) -> np.ndarray:
                 # The header scan saw the element: an encapsulated stream that ends early.
                 raise InputError(
                     f"{where}: pixel data truncated (the compressed image ends early)",
-                    hint="export the image again from the archive")
+                    hint=_REEXPORT)
+            if syntax.is_valid and syntax.is_compressed:
+                _check_codestream(ds, syntax, where)
             return np.asarray(ds.pixel_array)
     except InputError:
         raise
-    except (ValueError, RuntimeError, AttributeError, KeyError, TypeError, OSError, EOFError,
-            NotImplementedError, MemoryError) as exc:
-        detail = " ".join(str(exc).replace(str(source.path), where).split())[:300]
+    except BaseException as exc:
+        if _is_fatal(exc):
+            raise
+        # pydicom's own text may quote header values: say what failed in our words.
         raise InputError(
-            f"{where}: cannot decode the pixel data ({syntax.name}): {detail}",
-            hint="the file may be truncated or corrupt; export the image again from the archive",
+            f"{where}: cannot decode the pixel data ({syntax.name}, {type(exc).__name__}): "
+            "the data do not decode to the Rows x Columns x BitsAllocated the header declares",
+            hint="the file may be truncated or corrupt; " + _REEXPORT,
         ) from exc
+
+
+def _check_codestream(ds: Dataset, syntax: UID, where: str) -> None:
+    """Before decoding: the compressed stream's own size, depth and components must match the
+    header (a decoder would otherwise decode a differently sized image, or allocate for one)."""
+    from pydicom.encaps import generate_frames
+
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1), b"")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    allocated, samples = int(ds.BitsAllocated), int(ds.get("SamplesPerPixel") or 1)
+    found: tuple[int, int, int, int] | None = None  # (rows, cols, precision, components)
+    if syntax in _J2K:
+        found = _j2k_size(frame)
+    elif syntax in _JPEG:
+        from pydicom.pixels.utils import _get_jpg_parameters
+
+        info = _get_jpg_parameters(frame)
+        if info:
+            found = (int(info["height"]), int(info["width"]), int(info["precision"]),
+                     int(info["components"]))
+    elif syntax == RLELossless and len(frame) >= 64:
+        segments = int.from_bytes(frame[:4], "little")
+        if segments != samples * allocated // 8:
+            raise InputError(
+                f"{where}: RLE data hold {segments} segment(s), the header declares "
+                f"{samples} sample(s) at BitsAllocated {allocated} = "
+                f"{samples * allocated // 8}; BitsAllocated is inconsistent with the data",
+                hint=_REEXPORT)
+    if found is None:
+        return
+    f_rows, f_cols, precision, components = found
+    if (f_rows, f_cols) != (rows, cols) or precision > allocated or components != samples:
+        raise InputError(
+            f"{where}: the compressed image is {f_rows} x {f_cols}, {precision}-bit, "
+            f"{components} component(s); the header declares {rows} x {cols} at BitsAllocated "
+            f"{allocated} with {samples} sample(s); the header is inconsistent with the data",
+            hint=_REEXPORT)
+
+
+def _j2k_size(frame: bytes) -> tuple[int, int, int, int] | None:
+    """(rows, cols, precision, components) from a J2K codestream's SIZ marker, or None."""
+    import struct
+
+    if frame[:4] != b"\xff\x4f\xff\x51" or len(frame) < 45:
+        return None  # not a bare codestream (e.g. a JP2 box): the decoded-shape check decides
+    xsiz, ysiz, xo, yo = struct.unpack(">IIII", frame[8:24])
+    (components,) = struct.unpack(">H", frame[40:42])
+    precision = (frame[42] & 0x7F) + 1
+    return ysiz - yo, xsiz - xo, precision, components
 
 
 def to_sixteen_bit(stored: np.ndarray, ds: Dataset,

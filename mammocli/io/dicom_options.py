@@ -10,6 +10,21 @@ from enum import Enum
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
+class GroupBy(str, Enum):
+    """How DICOM files become exams.
+
+    AUTO: one exam per StudyInstanceUID; where studies are incomplete and one folder holds exactly
+    one four-view set of one patient (digitised-film archives give every image its own study),
+    that folder is the exam, with a warning. STUDY: one exam per StudyInstanceUID. FOLDER: one
+    exam per folder directly under the root. PATIENT: one exam per PatientID (hashed for the id).
+    """
+
+    AUTO = "auto"
+    STUDY = "study"
+    FOLDER = "folder"
+    PATIENT = "patient"
+
+
 class VoiMode(str, Enum):
     """How stored values become intensities.
 
@@ -30,4 +45,5 @@ class DicomOptions:
     allow_secondary_capture: bool = False  # e.g. digitised film (CBIS-DDSM) stored as SC
     one_per_view: bool = False  # keep only the latest acquisition per view
     include_uids: bool = False  # opt-in: exam ids may be StudyInstanceUIDs
+    group_by: GroupBy = GroupBy.AUTO
     max_pixels: int = DEFAULT_MAX_PIXELS

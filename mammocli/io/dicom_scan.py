@@ -20,12 +20,33 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from ..errors import InputError
 from ..views import Side
-from .dicom_tags import Kind, ViewInfo, facing_from_orientation, image_kind, resolve_view
+from .dicom_tags import (
+    Kind,
+    ViewInfo,
+    facing_from_orientation,
+    image_kind,
+    patient_key,
+    resolve_view,
+)
 
 _PREAMBLE = 128
 _MAGIC = b"DICM"
 _PIXEL_TAG = 0x7FE00010
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_SEQUENCE_END = 0xFFFEE0DD
+
+
+def not_dicom_reason(path: Path) -> str:
+    """Why `is_dicom_file` said no, in words (a file cut inside the preamble is not 'not DICOM')."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if size < _PREAMBLE + len(_MAGIC):
+        return (f"not a DICOM file, or one cut short: {size} bytes, less than the 132-byte "
+                "preamble and 'DICM' marker")
+    return "not a DICOM file (no 'DICM' marker after the 128-byte preamble)"
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -45,6 +66,7 @@ class PixelElement:
     present: bool
     length: int | None  # None: encapsulated (undefined length) or not checkable (deflated)
     available: int | None  # bytes left in the file for the value
+    problem: str | None = None  # an encapsulated stream that is cut short or malformed
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,7 @@ class DicomHeader:
     acquired: str  # sort key only (date+time digits); never shown
     instance_number: int
     pixels: int  # Rows x Columns
+    patient: str = ""  # hash of the PatientID (see dicom_tags.patient_key); never the value
 
 
 def read_header(path: Path, relative: str) -> tuple[Dataset, PixelElement]:
@@ -90,14 +113,79 @@ def read_header(path: Path, relative: str) -> tuple[Dataset, PixelElement]:
             f"{relative}: not a DICOM file (no 'DICM' marker after the 128-byte preamble)",
             hint="remove the file from the exam folder or export it again as DICOM Part 10",
         ) from exc
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, struct.error,
-            RecursionError, NotImplementedError) as exc:
+    except Exception as exc:  # any parser error is this file's rejection, never the batch's
         raise InputError(
             f"{relative}: cannot read the DICOM header ({type(exc).__name__}); the file may be "
             "truncated or corrupt",
             hint="export the image again from the archive",
         ) from exc
     return ds, element
+
+
+# Elements discovery and decoding read (group 0028, the pixel description, is read whole).
+# Others are never converted, so a mutated element we do not use cannot reject an image.
+_READ_KEYWORDS = frozenset({
+    "AcquisitionDate", "AcquisitionDateTime", "AcquisitionTime", "BodyPartExamined",
+    "BreastImplantPresent", "ContentDate", "ContentTime", "ImageComments", "ImageLaterality",
+    "ImageType", "InstanceNumber", "Laterality", "Modality", "PartialView", "PatientID",
+    "PatientOrientation", "PerFrameFunctionalGroupsSequence", "PresentationIntentType",
+    "ProtocolName", "SOPClassUID", "SOPInstanceUID", "SeriesDescription", "SeriesInstanceUID",
+    "SharedFunctionalGroupsSequence", "StudyInstanceUID", "ViewCodeSequence",
+    "ViewModifierCodeSequence", "ViewPosition",
+})
+
+
+def check_elements(ds: Dataset, relative: str, *, nested: bool = False) -> None:
+    """Convert the elements we read now, so that a mutated one (unknown VR, a number holding
+    text) rejects the file here, naming the tag, instead of failing wherever it is read.
+    The value is never shown: it may be a name or an ID."""
+    from pydicom.datadict import keyword_for_tag
+
+    for tag in list(ds.keys()):
+        keyword = keyword_for_tag(tag) if not tag.is_private else ""
+        if tag.group == 0x7FE0 or not (nested or tag.group == 0x0028
+                                       or keyword in _READ_KEYWORDS):
+            continue
+        try:
+            element = ds[tag]
+            items = list(element.value) if element.VR == "SQ" else []
+            if element.VR in {"DS", "IS"} and keyword not in _SORT_KEYS:
+                _check_numbers(element.value)
+        except Exception as exc:
+            raise InputError(
+                f"{relative}: the DICOM header element {tag} ({keyword or 'unknown tag'}) "
+                f"cannot be read: {_element_problem(exc)}",
+                hint="export the image again from the archive",
+            ) from exc
+        for item in items:
+            if isinstance(item, Dataset):
+                check_elements(item, relative, nested=True)
+
+
+# Only a tie-break: a bad value there sorts the file last instead of rejecting the image.
+_SORT_KEYS = frozenset({"InstanceNumber"})
+
+
+class _NotANumber(ValueError):
+    pass
+
+
+def _check_numbers(value: object) -> None:
+    """pydicom keeps text that is not a number in DS/IS elements (it only warns)."""
+    from pydicom.multival import MultiValue
+
+    values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    for v in values:
+        if v is not None and v != "" and not isinstance(v, int | float):
+            raise _NotANumber
+
+
+def _element_problem(exc: Exception) -> str:
+    if isinstance(exc, NotImplementedError):
+        return "unknown value representation (VR)"
+    if isinstance(exc, _NotANumber):
+        return "the value is not a number (the export is corrupt)"
+    return f"the value does not fit its value representation ({type(exc).__name__})"
 
 
 def _pixel_element(f: BinaryIO, ds: Dataset) -> PixelElement:
@@ -128,8 +216,32 @@ def _pixel_element(f: BinaryIO, ds: Dataset) -> PixelElement:
         (length,) = struct.unpack(endian + "I", head[8:12])
         header_len = 12
     if length == _UNDEFINED_LENGTH:
-        return PixelElement(present=True, length=None, available=None)
+        return PixelElement(present=True, length=None, available=None,
+                            problem=_encapsulated_problem(f, start + header_len, size))
     return PixelElement(present=True, length=length, available=size - start - header_len)
+
+
+def _encapsulated_problem(f: BinaryIO, pos: int, size: int) -> str | None:
+    """Walk the items of an encapsulated PixelData (headers only): each must fit in the file and
+    the sequence must end with its delimiter, else the file was cut or corrupted."""
+    items = 0
+    while True:
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
+            return ("pixel data truncated (the compressed image ends before its sequence "
+                    "delimiter)")
+        group, elem, length = struct.unpack("<HHI", head)
+        tag = group << 16 | elem
+        if tag == _SEQUENCE_END:
+            return None if items >= 2 else "no compressed image fragment in the pixel data"
+        if tag != _ITEM or length == _UNDEFINED_LENGTH:
+            return "corrupt encapsulated pixel data (an item header is malformed)"
+        if pos + 8 + length > size:
+            return (f"pixel data truncated (a compressed fragment declares {length} bytes, "
+                    f"{max(size - pos - 8, 0)} are present)")
+        items += 1  # the first item is the basic offset table
+        pos += 8 + length
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
@@ -172,6 +284,8 @@ def header_problem(ds: Dataset, element: PixelElement, max_pixels: int) -> str |
         return "signed pixel data; mammograms are stored unsigned"
     if not element.present:
         return "no PixelData element (no image in the file)"
+    if element.problem:
+        return element.problem
     if element.length is not None and element.available is not None:
         if element.available < element.length:
             return (f"pixel data truncated ({element.available} of {element.length} bytes "
@@ -190,6 +304,19 @@ def header_problem(ds: Dataset, element: PixelElement, max_pixels: int) -> str |
 def scan_header(path: Path, relative: str, max_pixels: int) -> tuple[DicomHeader, Dataset]:
     """One record per file for discovery. InputError: not a readable DICOM file at all."""
     ds, element = read_header(path, relative)
+    check_elements(ds, relative)
+    try:
+        return _record(path, relative, ds, element, max_pixels), ds
+    except Exception as exc:  # a value pydicom parsed but we cannot use: this file only
+        raise InputError(
+            f"{relative}: cannot read the DICOM header ({type(exc).__name__} on a header "
+            "value); the file may be corrupt",
+            hint="export the image again from the archive",
+        ) from exc
+
+
+def _record(path: Path, relative: str, ds: Dataset, element: PixelElement,
+            max_pixels: int) -> DicomHeader:
     study_uid = str(ds.get("StudyInstanceUID", "")).strip()
     kind, kind_reason = image_kind(ds)
     problem = header_problem(ds, element, max_pixels)
@@ -197,7 +324,7 @@ def scan_header(path: Path, relative: str, max_pixels: int) -> tuple[DicomHeader
                 str(ds.get("AcquisitionDate", "")) + str(ds.get("AcquisitionTime", "")) or
                 str(ds.get("ContentDate", "")) + str(ds.get("ContentTime", "")))
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    header = DicomHeader(
+    return DicomHeader(
         path=path,
         relative=relative,
         study_uid=study_uid,
@@ -212,13 +339,14 @@ def scan_header(path: Path, relative: str, max_pixels: int) -> tuple[DicomHeader
         acquired="".join(c for c in acquired if c.isdigit() or c == "."),
         instance_number=_int(ds, "InstanceNumber") or 0,
         pixels=(_int(ds, "Rows") or 0) * (_int(ds, "Columns") or 0),
+        patient=patient_key(ds),
     )
-    return header, ds
 
 
 def dicom_uids(path: Path, relative: str) -> DicomUids:
     """Study/Series/SOP Instance UIDs of a file, for results under `--include-uids` only."""
     ds, _ = read_header(path, relative)
+    check_elements(ds, relative)
     return DicomUids(
         study=str(ds.get("StudyInstanceUID", "")),
         series=str(ds.get("SeriesInstanceUID", "")),

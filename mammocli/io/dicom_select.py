@@ -60,37 +60,49 @@ class _Candidate:
         return h.original, h.acquired, h.instance_number, h.pixels
 
 
-def _allowed(header: DicomHeader, options: DicomOptions) -> str | None:
-    """Why this kind of image is not used with these options, or None."""
+def _allowed(header: DicomHeader, options: DicomOptions) -> tuple[str, str] | None:
+    """(why, the option that admits it) when this kind of image is not used, or None."""
     if header.kind is Kind.SYNTHETIC and not options.allow_synthetic:
-        return "synthesized 2D image (from tomosynthesis); allow with --allow-synthetic"
+        return "synthesized 2D image (from tomosynthesis)", "--allow-synthetic"
     if header.kind is Kind.FOR_PROCESSING and not options.allow_for_processing:
-        return "FOR PROCESSING (raw detector) image; allow with --allow-for-processing"
+        return "FOR PROCESSING (raw detector) image", "--allow-for-processing"
     if header.kind is Kind.SECONDARY_CAPTURE and not options.allow_secondary_capture:
-        return ("secondary capture (digitised film or a screen capture); allow with "
+        return ("secondary capture (digitised film or a screen capture)",
                 "--allow-secondary-capture")
     return None
 
 
-def _view_of(header: DicomHeader, mapped: View | None) -> tuple[View | None, str | None]:
-    """(view, None) or (None, reason)."""
+_VIEWS_CSV = "--views-csv"
+
+
+def _view_of(header: DicomHeader,
+             mapped: View | None) -> tuple[View | None, str | None, str | None]:
+    """(view, None, None) or (None, reason, the option that would admit the file)."""
     if mapped is not None:
-        return mapped, None
+        return mapped, None, None
     info = header.view
     if info.side is None:
-        return None, "laterality missing or not L/R (ImageLaterality, Laterality)"
+        return None, "laterality missing or not L/R (ImageLaterality, Laterality)", _VIEWS_CSV
     if info.base is None:
-        return None, ("no view in ViewCodeSequence, ViewPosition, descriptions or the file "
-                      "name; map the file with --views-csv")
+        return None, ("no view in ViewCodeSequence, ViewPosition, descriptions, PatientID or "
+                      "the file name"), _VIEWS_CSV
     if info.angle is None:
-        return None, f"{info.base} view; only CC and MLO are screening views"
+        return None, f"{info.base} view; only CC and MLO are screening views", None
     if Modifier.SPOT in info.modifiers:
-        return None, "spot compression view"
+        return None, "spot compression view", None
     if Modifier.MAGNIFICATION in info.modifiers:
-        return None, "magnification view"
+        return None, "magnification view", None
     if Modifier.OTHER in info.modifiers:
-        return None, "modified view (rolled, tangential, cleavage, axillary tail ...)"
-    return View.of(info.side, info.angle), None
+        return None, "modified view (rolled, tangential, cleavage, axillary tail ...)", None
+    return View.of(info.side, info.angle), None, None
+
+
+def candidate_view(header: DicomHeader, mapped: View | None = None) -> View | None:
+    """The screening view this file is an image of, whatever the options and even when its
+    pixels are broken (then it is that view's failed image): for grouping files into exams."""
+    if header.kind is None:
+        return None
+    return _view_of(header, mapped)[0]
 
 
 def select_images(headers: Sequence[DicomHeader], options: DicomOptions,
@@ -105,12 +117,15 @@ def select_images(headers: Sequence[DicomHeader], options: DicomOptions,
     notes: list[str] = []
     by_view: dict[View, list[_Candidate]] = {v: [] for v in VIEWS}
     for h in sorted(headers, key=lambda h: h.relative):
-        reason = h.problem or (h.kind_reason if h.kind is None else _allowed(h, options))
+        reason: str | None = h.problem or (h.kind_reason if h.kind is None else None)
+        admit_with: str | None = None
+        if reason is None and (refused := _allowed(h, options)) is not None:
+            reason, admit_with = refused
         view: View | None = None
         if reason is None:
-            view, reason = _view_of(h, mapped.get(h.path.resolve()))
+            view, reason, admit_with = _view_of(h, mapped.get(h.path.resolve()))
         if reason is not None or view is None:
-            skipped.append(SkippedFile(h.relative, reason or "not usable"))
+            skipped.append(SkippedFile(h.relative, reason or "not usable", admit_with))
             continue
         if h.path.resolve() not in mapped and h.view.view_source in {
                 ViewSource.TEXT, ViewSource.PATIENT_ID, ViewSource.FILE_NAME}:

@@ -6,6 +6,7 @@ header text that could identify a patient: only codes we map to our own vocabula
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -216,6 +217,14 @@ def resolve_view(ds: Dataset, file_name: str) -> ViewInfo:
                 side = side or text_side
                 break
     return ViewInfo(side=side, base=base, modifiers=frozenset(modifiers), view_source=source)
+
+
+def patient_key(ds: Dataset) -> str:
+    """A hash of the PatientID with any view token removed ('..._LEFT_CC' -> '...'), so that
+    the per-image IDs of digitised-film sets (CBIS-DDSM) name one patient. Never the value."""
+    text = _text(ds, "PatientID")
+    stripped = _VIEW_IN_TEXT.sub(lambda m: m.group(0)[0] if m.start() > 0 else "", text)
+    return hashlib.sha256(("mammocli-patient:" + stripped.strip(" _-")).encode()).hexdigest()
 
 
 def facing_from_orientation(ds: Dataset) -> Side | None:

@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 
 def read_view_image(source: ImageSource, *, dicom: DicomOptions | None = None) -> ViewImage:
-    """`dicom`: pixel options (VOI mode, size cap) for DICOM sources; ignored for PNG."""
+    """`dicom`: pixel options (VOI mode, ...) for DICOM sources; its `max_pixels` is the one
+    size limit for PNG and DICOM alike."""
     if source.kind == "png":
-        return read_png(source)
+        return read_png(source, max_pixels=dicom.max_pixels) if dicom else read_png(source)
     from .dicom import read_dicom  # imported lazily: pydicom and its decoders are heavy
 
     return read_dicom(source, dicom)

@@ -100,6 +100,9 @@ def read_breast_manifest(path: Path) -> list[BreastRow]:
             raise InputError(f"{where} ({raw['exam']}): {exc.message}", exc.hint) from exc
         if len(exams) != 1:
             raise InputError(f"{where}: {raw['exam']} holds {len(exams)} exams; list one per row")
+        if exams[0].problem is not None:
+            raise InputError(f"{where} ({raw['exam']}): {exams[0].problem.message}",
+                             exams[0].problem.hint)
         missing = exams[0].missing_views
         if missing:
             raise InputError(

@@ -7,12 +7,12 @@ Nothing here touches the network. User weights are registered by path and SHA-25
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, WeightsError
+from ..outputs import atomic_file, atomic_write_text
 from ..settings import Settings, load_settings
 from .registry import Entry, Registry, git_blob_sha1, sha256_file
 
@@ -55,17 +55,9 @@ def status(entry: Entry, *, verify: bool = True, settings: Settings | None = Non
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    """Copy via a unique temporary name in the target folder, then rename into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            while chunk := src.read(1 << 20):
-                out.write(chunk)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Copy via the package's atomic writer: a crash never leaves a partial file in the cache."""
+    with atomic_file(target) as out, source.open("rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
 
 
 def import_file(source: Path, registry: Registry, *,
@@ -125,13 +117,8 @@ def user_weights(settings: Settings | None = None) -> dict[str, UserWeights]:
 
 
 def _write_user(items: dict[str, UserWeights], settings: Settings | None) -> None:
-    path = _user_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{USER_FILE}.", suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({k: {"path": v.path, "sha256": v.sha256} for k, v in sorted(items.items())},
-                  fh, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(_user_path(settings), json.dumps(
+        {k: {"path": v.path, "sha256": v.sha256} for k, v in sorted(items.items())}, indent=2))
 
 
 def find_user_weights(name: str, settings: Settings | None = None) -> UserWeights | None:
