@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mammocli.classify import ClassifierImage, draw_windows
 from mammocli.config import PipelineConfig
-from mammocli.heatmaps import Heatmaps, patch_offsets
+from mammocli.inference.classify import ClassifierImage, draw_windows
+from mammocli.inference.heatmaps import Heatmaps, patch_offsets
 from mammocli.models import densenet, resnet22
 from mammocli.models.breast import SplitBreastModel
 from mammocli.models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier

@@ -129,7 +129,7 @@ def machine(device: str = "cpu") -> dict[str, Any]:
 # ----------------------------------------------------------------------------- data
 def build_inputs(workdir: Path, size: str) -> tuple[Path, Path]:
     """A synthetic four-view PNG exam (authors' layout) and random official-format weights."""
-    from mammocli.synthetic import phantom, write_png16, write_random_weights
+    from mammocli.synthetic.phantoms import phantom, write_png16, write_random_weights
     from mammocli.views import VIEWS, Side
 
     exam = workdir / "exam"
@@ -179,9 +179,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One implementation in this process; returns timings, counts and outputs."""
     global _device
     _device = args.device
+    from mammocli.inference.randomness import ExamRandomness
     from mammocli.io.discover import read_exam_folder
-    from mammocli.randomness import ExamRandomness
-    from mammocli.results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
+    from mammocli.outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 
     stages = args.stages.split(",")
     config = pipeline_config(args.size, args.tta)
@@ -195,11 +195,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
         straightforward.install()
     else:
-        from mammocli.runtime import tune_allocator
+        from mammocli.inference.devices import tune_allocator
 
         allocator = tune_allocator()
 
-    from mammocli.pipeline import ModelKind, Models, Predictor
+    from mammocli.inference.predictor import ModelKind, Models, Predictor
 
     started = time.perf_counter()
     models = Models.load(ModelKind.VIEW_WISE, (VARIANT_IMAGE_ONLY, VARIANT_IMAGE_AND_HEATMAPS),
@@ -224,7 +224,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         prepared = _timed(record, "crop", lambda: predictor.prepare(exam))
         heatmaps: dict[Any, Any] = {}
         if "heatmaps" in stages or "imageheatmaps" in stages:
-            from mammocli.heatmaps import Heatmaps
+            from mammocli.inference.heatmaps import Heatmaps
             from mammocli.views import View
 
             # --heatmap-views: only these views go through the patch network (to time the
@@ -272,7 +272,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             if stage not in stages:
                 continue
             if baseline:
-                from mammocli.classify import ClassifierImage
+                from mammocli.inference.classify import ClassifierImage
 
                 use = variant == VARIANT_IMAGE_AND_HEATMAPS
                 images = {v: [ClassifierImage(img.pixels, img.best_center,

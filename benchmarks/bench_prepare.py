@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))
 from bench_exam import build_inputs, pipeline_config  # noqa: E402
 
 from mammocli.io.discover import read_exam_folder  # noqa: E402
-from mammocli.prepare import ExamPreparer  # noqa: E402
+from mammocli.preprocess.prepare import ExamPreparer  # noqa: E402
 
 
 def main() -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from mammocli.config import FlipMode, PipelineConfig
+from mammocli.inference.devices import select_device, tune_allocator
+from mammocli.inference.precision import Precision, configure
+from mammocli.inference.predictor import Predictor
 from mammocli.io.exam import ExamSource, ImageSource
 from mammocli.models.loading import load_patch_classifier
-from mammocli.pipeline import Predictor
-from mammocli.precision import Precision, configure
-from mammocli.runtime import select_device, tune_allocator
 from mammocli.views import VIEWS
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "nyu" / "reference"
@@ -50,7 +50,7 @@ def main() -> None:
     device = select_device("cpu")
     precision = Precision(args.precision)
     dtype = configure(precision, device)
-    from mammocli.heatmaps import HeatmapEngine
+    from mammocli.inference.heatmaps import HeatmapEngine
     engine = HeatmapEngine(load_patch_classifier(root / "weights" / "sample_patch_model.p"),
                            device, dtype=dtype)
     config = PipelineConfig()

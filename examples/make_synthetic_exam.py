@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mammocli.synthetic import write_exam
+from mammocli.synthetic.phantoms import write_exam
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
+from .outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 
 
 class ModelKind(str, Enum):

@@ -66,6 +66,6 @@ def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The five official files with random weights (seed 0), made once per session."""
-    from mammocli.synthetic import write_random_weights
+    from mammocli.synthetic.phantoms import write_random_weights
 
     return write_random_weights(tmp_path_factory.mktemp("weights"), seed=0)

@@ -14,8 +14,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mammocli.cli.app import app
-from mammocli.results import ExamFailure, PredictionResult
-from mammocli.synthetic import phantom, write_exam, write_png16
+from mammocli.outputs.schema import ExamFailure, PredictionResult
+from mammocli.synthetic.phantoms import phantom, write_exam, write_png16
 from mammocli.views import Side
 
 runner = CliRunner()

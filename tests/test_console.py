@@ -12,7 +12,7 @@ from mammocli.cli.app import app
 from mammocli.cli.common import report_error
 from mammocli.console import cell, line
 from mammocli.errors import InputError
-from mammocli.synthetic import write_exam
+from mammocli.synthetic.phantoms import write_exam
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from mammocli.models.densenet_inference import (
     InferencePatchClassifier,
     fused_conv_relu_available,
 )
-from mammocli.synthetic import _randomise
+from mammocli.synthetic.phantoms import _randomise
 
 CPU = torch.device("cpu")
 

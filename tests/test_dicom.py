@@ -21,8 +21,8 @@ from pydicom.uid import (
 )
 
 from mammocli.errors import InputError
-from mammocli.io.dicom import read_dicom
-from mammocli.io.dicom_options import DicomOptions, VoiMode
+from mammocli.io.dicom.options import DicomOptions, VoiMode
+from mammocli.io.dicom.read import read_dicom
 from mammocli.io.exam import ImageSource
 from mammocli.io.load import read_view_image
 from mammocli.views import Side, View

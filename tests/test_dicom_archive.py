@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 from mammocli.cli.app import app
 from mammocli.errors import InputError, MammocliError
-from mammocli.io.dicom_discover import is_valid_uid
-from mammocli.io.dicom_options import DicomOptions, GroupBy, VoiMode
+from mammocli.io.dicom.discover import is_valid_uid
+from mammocli.io.dicom.options import DicomOptions, GroupBy, VoiMode
 from mammocli.io.discover import discover_exams
 from mammocli.io.exam import ExamSource
 from mammocli.io.load import read_view_image
-from mammocli.prepare import check_usable
+from mammocli.preprocess.prepare import check_usable
 from mammocli.views import VIEWS
 
 SC = DicomOptions(allow_secondary_capture=True)

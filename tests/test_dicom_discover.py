@@ -18,7 +18,7 @@ from PIL import Image
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, RLELossless, generate_uid
 
 from mammocli.errors import ConfigError, InputError
-from mammocli.io.dicom_options import DicomOptions
+from mammocli.io.dicom.options import DicomOptions
 from mammocli.io.discover import discover_exams, read_views_csv
 from mammocli.io.exam import ExamSource
 from mammocli.io.load import read_view_image

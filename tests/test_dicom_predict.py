@@ -12,7 +12,7 @@ from pydicom.uid import JPEG2000Lossless, generate_uid
 from typer.testing import CliRunner
 
 from mammocli.cli.app import app
-from mammocli.synthetic import phantom, write_png16
+from mammocli.synthetic.phantoms import phantom, write_png16
 from mammocli.views import VIEWS, Side
 
 runner = CliRunner()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dicom_factory import BREAST_TOMO, MG_FOR_PROCESSING, SECONDARY_CAPTURE, make_mg
 
-from mammocli.io.dicom_tags import (
+from mammocli.io.dicom.tags import (
     Kind,
     Modifier,
     ViewSource,

@@ -24,20 +24,20 @@ import torch
 from conftest import require_reference
 from reference_cases import Reference
 
-from mammocli.classify import (
+from mammocli.config import PipelineConfig, RngMode
+from mammocli.inference.classify import (
     ClassifierImage,
     draw_windows,
     view_features,
     view_wise_log_probabilities,
     view_wise_probabilities,
 )
-from mammocli.config import PipelineConfig, RngMode
-from mammocli.heatmaps import HeatmapEngine
+from mammocli.inference.heatmaps import HeatmapEngine
+from mammocli.inference.predictor import ModelKind, Models, Predictor, stored_orientation
+from mammocli.inference.randomness import ExamRandomness
 from mammocli.models.loading import load_image_wise, load_patch_classifier, load_view_wise
-from mammocli.pipeline import ModelKind, Models, Predictor, stored_orientation
+from mammocli.outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 from mammocli.preprocess.window import cut_window, standardize_image_channel
-from mammocli.randomness import ExamRandomness
-from mammocli.results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 from mammocli.views import LABELS, VIEWS, Angle
 
 pytestmark = pytest.mark.slow

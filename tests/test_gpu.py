@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from mammocli.cli.app import app
 from mammocli.models.densenet import PatchClassifier
 from mammocli.models.densenet_inference import InferencePatchClassifier
-from mammocli.synthetic import _randomise, write_exam
+from mammocli.synthetic.phantoms import _randomise, write_exam
 
 pytestmark = [
     pytest.mark.gpu,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import mammocli.heatmaps as heatmaps_module
-from mammocli.heatmaps import HeatmapEngine, assemble, patch_offsets, stride_list
+import mammocli.inference.heatmaps as heatmaps_module
+from mammocli.inference.heatmaps import HeatmapEngine, assemble, patch_offsets, stride_list
 from mammocli.models.densenet import PatchClassifier
-from mammocli.synthetic import phantom
+from mammocli.synthetic.phantoms import phantom
 
 
 @pytest.mark.parametrize("length", [256, 257, 300, 325, 326, 395, 396, 1263, 2592, 2677, 2974])

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mammocli.errors import ConfigError, InputError
-from mammocli.hybrid import (
+from mammocli.analysis.hybrid import (
     blend,
     hybrid_metrics,
     match,
@@ -23,8 +22,9 @@ from mammocli.hybrid import (
     sweep,
     sweep_weights,
 )
-from mammocli.predictions import load_predictions
-from mammocli.tables import Columns, read_labels
+from mammocli.analysis.predictions import load_predictions
+from mammocli.analysis.tables import Columns, read_labels
+from mammocli.errors import ConfigError, InputError
 
 READERS = [f"Reader{i:02d}_POM" for i in range(1, 15)]
 # Per-reader AUROC on the 1,440 breasts (the independent Mann-Whitney count, 6 decimals)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from mammocli import metrics
+from mammocli.analysis import metrics
 from mammocli.errors import InputError
 
 

@@ -182,7 +182,7 @@ def test_densenet_training_path_matches_inference_and_backpropagates() -> None:
     `train` freezes it) computes what the inference rebuild that `predict` runs computes (one
     shared feature buffer, norms as fused multiply-adds), and gradients reach every weight."""
     from mammocli.models.densenet_inference import InferencePatchClassifier
-    from mammocli.synthetic import _randomise
+    from mammocli.synthetic.phantoms import _randomise
     from mammocli.train.tasks import freeze_batchnorm
 
     torch.manual_seed(0)

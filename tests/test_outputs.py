@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from dicom_factory import write_exam as write_dicom_exam
 
-from mammocli import outputs, sinks
 from mammocli.errors import ConfigError, OutputError
 from mammocli.io.discover import discover_exams
 from mammocli.io.exam import ExamSource, ImageSource
-from mammocli.results import ExamFailure, printable, to_json
-from mammocli.sinks import (
+from mammocli.outputs import files as outputs
+from mammocli.outputs import sinks
+from mammocli.outputs.schema import ExamFailure, printable, to_json
+from mammocli.outputs.sinks import (
     CsvSink,
     FolderSink,
     JsonFileSink,
@@ -25,7 +26,7 @@ from mammocli.sinks import (
     plan_exams,
     safe_file_stem,
 )
-from mammocli.synthetic import write_exam
+from mammocli.synthetic.phantoms import write_exam
 from mammocli.views import VIEWS
 from mammocli.weights import store
 

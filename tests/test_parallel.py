@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from mammocli.cli.app import app
-from mammocli.synthetic import write_exam
+from mammocli.synthetic.phantoms import write_exam
 
 runner = CliRunner()
 
@@ -89,7 +89,7 @@ def test_preparation_processes_give_the_same_results(
 def test_a_dead_preparation_process_fails_its_exam_with_a_clear_message(tmp_path: Path) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
-    from mammocli.batch import exam_failure
+    from mammocli.inference.batch import exam_failure
     from mammocli.io.exam import ExamSource
 
     failure = exam_failure(ExamSource(exam_id="e7", folder=tmp_path, images={}),
@@ -103,7 +103,7 @@ def test_a_killed_device_worker_fails_only_its_own_unfinished_exams(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A real worker process dies (SIGKILL) on reaching e3: worker 0 (e0, e2) and the exam the
     dead worker had already sent (e1) keep their single-process results; e3 fails; exit 3."""
-    from mammocli.parallel import KILL_WORKER_AT_ENV
+    from mammocli.inference.parallel import KILL_WORKER_AT_ENV
 
     root = tmp_path / "root"
     for i in range(4):
@@ -144,7 +144,7 @@ def test_after_a_preparation_process_dies_the_rest_is_prepared_in_a_thread(
     from contextlib import ExitStack
     from types import SimpleNamespace
 
-    from mammocli.batch import _preparation
+    from mammocli.inference.batch import _preparation
     from mammocli.io.exam import ExamSource
 
     def exam(name: str) -> ExamSource:

@@ -13,8 +13,8 @@ from mammocli.errors import ConfigError, InputError
 from mammocli.io.discover import discover_exams, view_from_name
 from mammocli.io.exam import ImageSource
 from mammocli.io.png import read_png
-from mammocli.prepare import check_usable
-from mammocli.synthetic import write_exam, write_png16
+from mammocli.preprocess.prepare import check_usable
+from mammocli.synthetic.phantoms import write_exam, write_png16
 from mammocli.views import View
 
 

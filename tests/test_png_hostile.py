@@ -17,8 +17,8 @@ from PIL import Image
 from mammocli.errors import InputError
 from mammocli.io.discover import discover, discover_exams
 from mammocli.io.walk import walk_files
-from mammocli.prepare import check_usable
-from mammocli.synthetic import write_exam
+from mammocli.preprocess.prepare import check_usable
+from mammocli.synthetic.phantoms import write_exam
 from mammocli.views import View
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -14,8 +14,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mammocli.cli.app import app
-from mammocli.results import ExamFailure, PredictionResult
-from mammocli.synthetic import write_exam
+from mammocli.outputs.schema import ExamFailure, PredictionResult
+from mammocli.synthetic.phantoms import write_exam
 
 runner = CliRunner()
 

@@ -12,11 +12,11 @@ import pytest
 from PIL import ImageFile
 
 from mammocli.errors import InputError
-from mammocli.io.dicom_options import DicomOptions
+from mammocli.io.dicom.options import DicomOptions
 from mammocli.io.exam import ImageSource
 from mammocli.io.load import read_view_image
 from mammocli.io.png import read_png
-from mammocli.synthetic import write_png16
+from mammocli.synthetic.phantoms import write_png16
 from mammocli.views import View
 
 ROWS, COLS = 40, 30

@@ -18,15 +18,15 @@ import torch.nn.functional as F
 
 from mammocli.config import PipelineConfig
 from mammocli.errors import ConfigError
-from mammocli.heatmaps import HeatmapEngine
+from mammocli.inference.heatmaps import HeatmapEngine
+from mammocli.inference.precision import Precision, configure, cpu_bf16_problem
+from mammocli.inference.predictor import ModelKind, Models, Predictor
+from mammocli.inference.randomness import ExamRandomness
 from mammocli.io.discover import read_exam_folder
 from mammocli.models import densenet, resnet22
 from mammocli.models.densenet import PatchClassifier
-from mammocli.pipeline import ModelKind, Models, Predictor
-from mammocli.precision import Precision, configure, cpu_bf16_problem
-from mammocli.randomness import ExamRandomness
-from mammocli.results import VARIANT_IMAGE_ONLY
-from mammocli.synthetic import _randomise, phantom, write_exam, write_random_weights
+from mammocli.outputs.schema import VARIANT_IMAGE_ONLY
+from mammocli.synthetic.phantoms import _randomise, phantom, write_exam, write_random_weights
 
 # Measured deviations from fp32 on these cases are far smaller (see README "Performance");
 # the bounds leave room for other CPUs' bf16 kernels while still catching a broken mode.
@@ -134,11 +134,11 @@ def test_strided_max_pool_is_bit_identical(shape: tuple[int, ...], channels_last
 _AVX2_CHILD = """
 import json, random
 import numpy as np, torch
-from mammocli.heatmaps import HeatmapEngine
+from mammocli.inference.heatmaps import HeatmapEngine
 from mammocli.models.densenet import PatchClassifier
 from mammocli.models.densenet_inference import fused_conv_relu_available
-from mammocli.precision import Precision, configure, cpu_bf16_problem, cpu_bf16_problem
-from mammocli.synthetic import _randomise, phantom
+from mammocli.inference.precision import Precision, configure, cpu_bf16_problem, cpu_bf16_problem
+from mammocli.synthetic.phantoms import _randomise, phantom
 torch.set_num_threads(1)
 cpu = torch.device("cpu")
 image = phantom((130, 100), np.random.default_rng(2))

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mammocli import sinks
+from mammocli.analysis.predictions import load_predictions
+from mammocli.analysis.tables import Columns
 from mammocli.cli import predict as predict_cli
 from mammocli.cli.app import app
-from mammocli.pipeline import Predictor
-from mammocli.predictions import load_predictions
-from mammocli.results import PredictionResult
-from mammocli.synthetic import write_exam
-from mammocli.tables import Columns
+from mammocli.inference.predictor import Predictor
+from mammocli.outputs import sinks
+from mammocli.outputs.schema import PredictionResult
+from mammocli.synthetic.phantoms import write_exam
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -16,10 +16,10 @@ from conftest import require_reference
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
+from mammocli.analysis.reproduce import Comparison, load_manifest
 from mammocli.cli.app import app
 from mammocli.config import PipelineConfig
-from mammocli.reproduce import Comparison, load_manifest
-from mammocli.synthetic import write_exam, write_random_weights
+from mammocli.synthetic.phantoms import write_exam, write_random_weights
 from mammocli.views import LABELS, VIEWS
 from mammocli.weights import builtin_registry
 

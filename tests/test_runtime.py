@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from mammocli.cli.app import app
 from mammocli.errors import ConfigError, DeviceError
-from mammocli.parallel import parse_devices
-from mammocli.runtime import select_device
-from mammocli.synthetic import write_exam
+from mammocli.inference.devices import select_device
+from mammocli.inference.parallel import parse_devices
+from mammocli.synthetic.phantoms import write_exam
 
 runner = CliRunner()
 

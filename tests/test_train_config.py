@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from mammocli.cli.app import app
 from mammocli.errors import ConfigError, InputError
+from mammocli.synthetic.datasets import write_breast_dataset, write_patch_dataset
 from mammocli.train.config import InitFrom, Task, load_config, parse_config
-from mammocli.train.synthetic import write_breast_dataset, write_patch_dataset
 
 runner = CliRunner()
 

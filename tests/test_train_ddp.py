@@ -16,7 +16,7 @@ import pytest
 import torch
 from _train_helpers import breast_config, model_state, write_config
 
-from mammocli.train.synthetic import write_breast_dataset
+from mammocli.synthetic.datasets import write_breast_dataset
 
 TOLERANCE = 1e-5
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from mammocli.cli.app import app
 from mammocli.models.loading import load_patch_classifier, load_view_wise
-from mammocli.synthetic import write_random_weights
-from mammocli.train.synthetic import write_breast_dataset, write_patch_dataset
+from mammocli.synthetic.datasets import write_breast_dataset, write_patch_dataset
+from mammocli.synthetic.phantoms import write_random_weights
 
 runner = CliRunner()
 

@@ -11,10 +11,10 @@ import yaml
 from _train_helpers import breast_config
 from torch.utils.data import DataLoader
 
+from mammocli.synthetic.datasets import write_breast_dataset, write_patch_dataset
 from mammocli.train.build import build_datasets
 from mammocli.train.config import TrainConfig, parse_config
 from mammocli.train.loop import evaluate, train
-from mammocli.train.synthetic import write_breast_dataset, write_patch_dataset
 from mammocli.train.tasks import TaskSpec, build_model
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from mammocli.cli.app import app
 from mammocli.errors import ConfigError, WeightsError
 from mammocli.models.loading import read_state_dict
-from mammocli.synthetic import write_random_weights
+from mammocli.synthetic.phantoms import write_random_weights
 from mammocli.train.config import InitFrom, parse_config
 from mammocli.train.tasks import initial_state
 

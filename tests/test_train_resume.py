@@ -12,9 +12,9 @@ import yaml
 from _train_helpers import breast_config, model_state
 
 from mammocli.errors import ConfigError
+from mammocli.synthetic.datasets import write_breast_dataset
 from mammocli.train.config import TrainConfig, parse_config
 from mammocli.train.loop import train
-from mammocli.train.synthetic import write_breast_dataset
 from mammocli.train.tasks import build_model
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mammocli.cli.app import app
 from mammocli.errors import ConfigError, WeightsError
-from mammocli.synthetic import write_exam, write_random_weights
+from mammocli.synthetic.phantoms import write_exam, write_random_weights
 from mammocli.weights import sha256_file
 from mammocli.weights.overrides import parse_weight_overrides, weights_locator
 

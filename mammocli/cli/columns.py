@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..tables import Columns
+from ..analysis.tables import Columns
 
 
 class Format(str, Enum):

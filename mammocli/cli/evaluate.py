@@ -10,12 +10,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..analysis.evaluation import EvaluationReport, Subgroup, evaluate, metarepo_breast_csv
+from ..analysis.metrics import DEFAULT_RESAMPLES
+from ..analysis.plots import pr_png, roc_png
+from ..analysis.predictions import load_predictions
+from ..analysis.tables import read_labels
 from ..console import cell, log
-from ..evaluation import EvaluationReport, Subgroup, evaluate, metarepo_breast_csv
-from ..metrics import DEFAULT_RESAMPLES
-from ..plots import pr_png, roc_png
-from ..predictions import load_predictions
-from ..tables import read_labels
 from .columns import (
     BootstrapOption,
     BootstrapSeedOption,

@@ -9,8 +9,7 @@ import typer
 from rich.console import Console, RenderableType
 from rich.table import Table
 
-from ..console import cell, log, stderr
-from ..hybrid import (
+from ..analysis.hybrid import (
     DEFAULT_WEIGHT,
     HybridMetrics,
     HybridReport,
@@ -24,9 +23,10 @@ from ..hybrid import (
     sweep,
     sweep_weights,
 )
-from ..metrics import DEFAULT_RESAMPLES, Estimate
-from ..predictions import load_predictions
-from ..tables import read_labels
+from ..analysis.metrics import DEFAULT_RESAMPLES, Estimate
+from ..analysis.predictions import load_predictions
+from ..analysis.tables import read_labels
+from ..console import cell, log, stderr
 from .columns import (
     BootstrapOption,
     BootstrapSeedOption,

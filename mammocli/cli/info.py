@@ -42,8 +42,8 @@ def cpu_report() -> dict[str, object]:
     """What the CPU offers each precision (see README "Options that matter")."""
     import torch
 
+    from ..inference.precision import cpu_bf16_problem, cpu_capability
     from ..models.densenet_inference import fused_conv_relu_available
-    from ..precision import cpu_bf16_problem, cpu_capability
 
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:

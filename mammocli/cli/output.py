@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..outputs import atomic_write_bytes, check_file_target, check_folder_target, write_failed
+from ..outputs.files import atomic_write_bytes, check_file_target, check_folder_target, write_failed
 from .common import write_stdout
 
 

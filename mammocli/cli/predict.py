@@ -12,18 +12,18 @@ import yaml
 from rich.table import Table
 from rich.text import Text
 
-from ..batch import ExamOutcome, run_exams
 from ..config import FlipMode, PipelineConfig, RngMode
 from ..console import log, progress, stderr
 from ..errors import EXIT_INTERRUPTED, ConfigError, InputError, OutputError
-from ..io.dicom_options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
+from ..inference.batch import ExamOutcome, run_exams
+from ..inference.devices import configure_threads, select_device, tune_allocator
+from ..inference.parallel import PredictorSpec, parse_devices, run_exams_on_devices
+from ..inference.precision import Precision
+from ..inference.predictor import ModelKind, Models, Predictor
+from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
 from ..io.discover import discover, discover_exams, read_views_csv
-from ..parallel import PredictorSpec, parse_devices, run_exams_on_devices
-from ..pipeline import ModelKind, Models, Predictor
-from ..precision import Precision
-from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, printable
-from ..runtime import configure_threads, select_device, tune_allocator
-from ..sinks import (
+from ..outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, printable
+from ..outputs.sinks import (
     CsvSink,
     HeatmapFolders,
     Outputs,

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..analysis.reproduce import ReproduceReport, load_manifest, reproduce
 from ..console import cell, say, stderr
-from ..reproduce import ReproduceReport, load_manifest, reproduce
-from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
-from ..runtime import select_device, tune_allocator
+from ..inference.devices import select_device, tune_allocator
+from ..outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 from .common import handle_errors, write_stdout
 
 _SHORT = {VARIANT_IMAGE_ONLY: "image", VARIANT_IMAGE_AND_HEATMAPS: "image+heatmaps"}

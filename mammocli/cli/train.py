@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..console import stderr
-from ..runtime import tune_allocator
+from ..inference.devices import tune_allocator
 from .common import handle_errors, write_stdout
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputError, MammocliError
 from ..views import VIEWS, View
-from .dicom_discover import discover_dicom_exams
-from .dicom_options import DicomOptions
+from .dicom.discover import discover_dicom_exams
+from .dicom.options import DicomOptions
 from .exam import ExamProblem, ExamSource, SkippedFile
 from .png_exam import EXAM_FILE, looks_like_png_exam, read_exam_folder, view_from_name
 from .walk import list_folder

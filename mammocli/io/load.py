@@ -8,7 +8,7 @@ from .exam import ImageSource, ViewImage
 from .png import read_png
 
 if TYPE_CHECKING:
-    from .dicom_options import DicomOptions
+    from .dicom.options import DicomOptions
 
 
 def read_view_image(source: ImageSource, *, dicom: DicomOptions | None = None) -> ViewImage:
@@ -16,6 +16,6 @@ def read_view_image(source: ImageSource, *, dicom: DicomOptions | None = None) -
     size limit for PNG and DICOM alike."""
     if source.kind == "png":
         return read_png(source, max_pixels=dicom.max_pixels) if dicom else read_png(source)
-    from .dicom import read_dicom  # imported lazily: pydicom and its decoders are heavy
+    from .dicom.read import read_dicom  # imported lazily: pydicom and its decoders are heavy
 
     return read_dicom(source, dicom)

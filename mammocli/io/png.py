@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ..errors import InputError
-from .dicom_options import DEFAULT_MAX_PIXELS
+from .dicom.options import DEFAULT_MAX_PIXELS
 from .exam import ImageSource, ViewImage
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}

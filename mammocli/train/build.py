@@ -15,9 +15,9 @@ from torch.utils.data import Dataset
 
 from ..config import PipelineConfig
 from ..errors import ConfigError
-from ..heatmaps import HeatmapEngine
+from ..inference.heatmaps import HeatmapEngine
+from ..inference.predictor import PATCH_WEIGHTS
 from ..models.loading import load_patch_classifier
-from ..pipeline import PATCH_WEIGHTS
 from ..weights.fetch import resolve_weights
 from .config import Task, TrainConfig, Variant
 from .data import BreastDataset, PatchDataset, load_patch_image, prepare_exams

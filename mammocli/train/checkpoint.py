@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..outputs import atomic_write_bytes
+from ..outputs.files import atomic_write_bytes
 
 LAST = "last.pt"
 BEST = "best.pt"

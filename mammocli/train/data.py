@@ -18,15 +18,15 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..classify import ClassifierImage
 from ..config import FlipMode, PipelineConfig
 from ..errors import InputError
-from ..heatmaps import HeatmapEngine, standardize
+from ..inference.classify import ClassifierImage
+from ..inference.heatmaps import HeatmapEngine, standardize
 from ..io.exam import ImageSource
 from ..io.load import read_view_image
 from ..io.png import read_png
-from ..outputs import atomic_write_bytes
-from ..prepare import prepare_image
+from ..outputs.files import atomic_write_bytes
+from ..preprocess.prepare import prepare_image
 from ..preprocess.window import cut_window, sample_window, standardize_image_channel
 from ..views import VIEWS, Side, View
 from .config import PatchSampling

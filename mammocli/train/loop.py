@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..console import log, progress
 from ..errors import ConfigError
-from ..runtime import select_device
+from ..inference.devices import select_device
 from . import checkpoint, distributed
 from .build import Datasets, build_datasets
 from .config import OptimizerName, ScheduleName, TrainConfig

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inference.predictor import BREAST_WEIGHTS, PATCH_WEIGHTS, ModelKind
 from ..models.breast import ImageBreastModel, SplitBreastModel
 from ..models.densenet import PatchClassifier
 from ..models.loading import load_strict, read_state_dict
-from ..pipeline import BREAST_WEIGHTS, PATCH_WEIGHTS, ModelKind
-from ..results import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
+from ..outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 from ..views import LABELS, VIEWS, Angle, View
 from ..weights.fetch import resolve_weights
 from ..weights.overrides import resolve_override

@@ -33,7 +33,7 @@ from rich.progress import Progress, TaskID
 from .. import __version__
 from ..console import download_progress, log
 from ..errors import DownloadError, WeightsError
-from ..results import WeightsUsed
+from ..outputs.schema import WeightsUsed
 from ..settings import Settings, load_settings
 from .registry import Entry, Registry, git_blob_sha1, load_registry, sha256_file
 from .store import find_user_weights, verify_user_weights

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, WeightsError
-from ..outputs import atomic_file, atomic_write_text
+from ..outputs.files import atomic_file, atomic_write_text
 from ..settings import Settings, load_settings
 from .registry import Entry, Registry, git_blob_sha1, sha256_file
 

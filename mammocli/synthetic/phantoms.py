@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from .models.breast import ImageBreastModel, SplitBreastModel
-from .models.densenet import PatchClassifier
-from .views import VIEWS, Side, View
+from ..models.breast import ImageBreastModel, SplitBreastModel
+from ..models.densenet import PatchClassifier
+from ..views import VIEWS, Side, View
 
 
 def phantom(shape: tuple[int, int], rng: np.random.Generator, *, facing: Side = Side.RIGHT,

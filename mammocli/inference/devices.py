@@ -8,7 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, DeviceError
+from ..errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:  # torch is imported when it is used: the CLI starts without it
     import torch

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, InputError
+from ..errors import ConfigError, InputError
 
 BreastKey = tuple[str, str]  # (exam id, "L" | "R")
 SIDES = ("L", "R")

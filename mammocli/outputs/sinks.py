@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from filelock import FileLock, Timeout
 
-from .errors import ConfigError, OutputError
-from .io.exam import ExamSource
-from .outputs import (
+from ..errors import ConfigError, OutputError
+from ..io.exam import ExamSource
+from .files import (
     atomic_write_text,
     check_distinct,
     check_file_target,
@@ -37,7 +37,7 @@ from .outputs import (
     umask,
     write_failed,
 )
-from .results import (
+from .schema import (
     CSV_HEADER,
     ExamFailure,
     InputRef,
@@ -49,7 +49,7 @@ from .results import (
 )
 
 if TYPE_CHECKING:
-    from .pipeline import ExamOutput
+    from ..inference.predictor import ExamOutput
 
 Record = PredictionResult | ExamFailure
 
@@ -551,7 +551,7 @@ class HeatmapFolders:
     def write(self, planned: PlannedExam, output: ExamOutput) -> Path:
         """Write one exam's heatmaps into a temporary folder beside the target, then move it
         into place (replacing an earlier one only as planned)."""
-        from .heatmap_export import write_heatmaps  # matplotlib: only when heatmaps are asked
+        from .heatmaps import write_heatmaps  # matplotlib: only when heatmaps are asked
 
         target = self.folder(planned)
         staged: Path | None = None

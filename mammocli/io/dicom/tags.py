@@ -15,7 +15,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from ..views import Angle, Side
+from ...views import Angle, Side
 
 # CID 4014 "View for Mammography": SNOMED CT and legacy SNOMED-RT (SRT / SNM3) codes.
 _VIEW_CODES: dict[str, str] = {

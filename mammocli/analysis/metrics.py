@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
-from .errors import InputError
+from ..errors import InputError
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CI_LEVEL = 0.95

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .outputs import atomic_write_bytes, atomic_write_text
-from .pipeline import ExamOutput, stored_orientation
-from .results import printable
+from ..inference.predictor import ExamOutput, stored_orientation
+from .files import atomic_write_bytes, atomic_write_text
+from .schema import printable
 
 
 def _stem(view: str, relative: str) -> str:

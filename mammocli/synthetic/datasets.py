@@ -1,4 +1,4 @@
-"""Synthetic training data for tests and demos: breast phantoms (mammocli.synthetic.phantom)
+"""Synthetic training data for tests and demos: breast phantoms (`phantoms.phantom`)
 with lesion-like masses, their masks, and the CSV manifests of both tasks.
 
 Malignant masses are dense (bright) blobs, benign ones radiolucent (dark) blobs: different
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..synthetic import phantom, write_png16
 from ..views import LABELS, VIEWS, Side
+from .phantoms import phantom, write_png16
 
 NONE, BENIGN, MALIGNANT = "none", "benign", "malignant"
 

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import FlipMode, PipelineConfig
-from .errors import InputError, MissingViewError
-from .io.dicom_options import DicomOptions
-from .io.exam import ExamSource, ImageSource, ViewImage
-from .io.load import read_view_image
-from .preprocess.centers import best_center
-from .preprocess.crop import CropResult, crop_mammogram
-from .preprocess.orientation import Orientation, decide_orientation, to_canonical
-from .views import VIEWS, View
+from ..config import FlipMode, PipelineConfig
+from ..errors import InputError, MissingViewError
+from ..io.dicom.options import DicomOptions
+from ..io.exam import ExamSource, ImageSource, ViewImage
+from ..io.load import read_view_image
+from ..views import VIEWS, View
+from .centers import best_center
+from .crop import CropResult, crop_mammogram
+from .orientation import Orientation, decide_orientation, to_canonical
 
 PreparedExam = dict[View, list["PreparedImage"]]
 

@@ -17,15 +17,15 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue as ProcessQueue
 from pathlib import Path
 
+from ..config import FlipMode, PipelineConfig, RngMode
+from ..errors import ConfigError
+from ..io.dicom.options import DicomOptions
+from ..io.exam import ExamSource
+from ..outputs.schema import ExamFailure
 from .batch import ExamOutcome, exam_failure, run_exams
-from .config import FlipMode, PipelineConfig, RngMode
-from .errors import ConfigError
-from .io.dicom_options import DicomOptions
-from .io.exam import ExamSource
-from .pipeline import ExamOutput, ModelKind, Models, Predictor
+from .devices import available_cpus, configure_threads, select_device, tune_allocator
 from .precision import Precision
-from .results import ExamFailure
-from .runtime import available_cpus, configure_threads, select_device, tune_allocator
+from .predictor import ExamOutput, ModelKind, Models, Predictor
 
 
 @dataclass(frozen=True)

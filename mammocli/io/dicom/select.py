@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..views import VIEWS, View
-from .dicom_options import DicomOptions
-from .dicom_scan import DicomHeader
-from .dicom_tags import Kind, Modifier, ViewSource
-from .exam import ImageSource, SkippedFile
+from ...views import VIEWS, View
+from ..exam import ImageSource, SkippedFile
+from .options import DicomOptions
+from .scan import DicomHeader
+from .tags import Kind, Modifier, ViewSource
 
 # Lower is preferred when several kinds compete for one view.
 _KIND_RANK = {Kind.STANDARD: 0, Kind.SECONDARY_CAPTURE: 1, Kind.SYNTHETIC: 2,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .views import LABELS
+from ..views import LABELS
 
 SCHEMA_VERSION = "1.0"
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, InputError
-from .results import PredictionResult
+from ..errors import ConfigError, InputError
+from ..outputs.schema import PredictionResult
 from .tables import (
     BreastKey,
     Columns,

@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import ConfigError, InputError
 from . import metrics
-from .errors import ConfigError, InputError
 from .metrics import Estimate, ThresholdStats
 from .predictions import ModelScores
 from .tables import BreastKey, Labels

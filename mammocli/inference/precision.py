@@ -11,7 +11,7 @@ import functools
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported when a run starts, not when the CLI parses options
     import torch

@@ -18,9 +18,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from ..errors import InputError
-from ..views import Side
-from .dicom_tags import (
+from ...errors import InputError
+from ...views import Side
+from .tags import (
     Kind,
     ViewInfo,
     facing_from_orientation,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import PipelineConfig
-from .models.breast import ImageBreastModel, SplitBreastModel
-from .preprocess.window import WindowRecord, cut_window, sample_window, standardize_image_channel
-from .views import LABELS, VIEWS, Angle, Side, View
+from ..config import PipelineConfig
+from ..models.breast import ImageBreastModel, SplitBreastModel
+from ..preprocess.window import WindowRecord, cut_window, sample_window, standardize_image_channel
+from ..views import LABELS, VIEWS, Angle, Side, View
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import ConfigError, InputError
 from . import metrics
-from .errors import ConfigError, InputError
 from .metrics import Estimate
 from .predictions import ModelScores
 from .tables import (

@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import ConfigError, InputError
-from ..views import VIEWS, View
-from .dicom_options import DicomOptions, GroupBy
-from .dicom_scan import DicomHeader, is_dicom_file, not_dicom_reason, scan_header
-from .dicom_select import candidate_view, select_images
-from .exam import ExamProblem, ExamSource, SkippedFile
-from .walk import walk_files
+from ...errors import ConfigError, InputError
+from ...views import VIEWS, View
+from ..exam import ExamProblem, ExamSource, SkippedFile
+from ..walk import walk_files
+from .options import DicomOptions, GroupBy
+from .scan import DicomHeader, is_dicom_file, not_dicom_reason, scan_header
+from .select import candidate_view, select_images
 
 
 def _walk_files(root: Path, exclude: list[Path],

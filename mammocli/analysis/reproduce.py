@@ -24,17 +24,17 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .batch import run_exams
-from .config import FlipMode, PipelineConfig, RngMode
-from .console import log
-from .errors import ConfigError, InputError
-from .io.exam import ExamSource, ImageSource
-from .io.load import read_view_image
-from .pipeline import VARIANTS, ModelKind, Models, Predictor
-from .prepare import prepare_image
-from .randomness import ExamRandomness
-from .views import LABELS, VIEWS, View
-from .weights import Registry, download_samples, load_registry, resolve_weights
+from ..config import FlipMode, PipelineConfig, RngMode
+from ..console import log
+from ..errors import ConfigError, InputError
+from ..inference.batch import run_exams
+from ..inference.predictor import VARIANTS, ModelKind, Models, Predictor
+from ..inference.randomness import ExamRandomness
+from ..io.exam import ExamSource, ImageSource
+from ..io.load import read_view_image
+from ..preprocess.prepare import prepare_image
+from ..views import LABELS, VIEWS, View
+from ..weights import Registry, download_samples, load_registry, resolve_weights
 
 DEFAULT_TOLERANCE = 2e-3
 SINGLE_LABELS: tuple[str, ...] = ("benign", "malignant")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier
-from .models.densenet_inference import InferencePatchClassifier
+from ..models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier
+from ..models.densenet_inference import InferencePatchClassifier
 
 
 @dataclass(frozen=True)

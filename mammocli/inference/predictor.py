@@ -11,7 +11,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from .. import __version__
+from ..config import FlipMode, PipelineConfig
+from ..errors import ConfigError
+from ..io.dicom.options import DicomOptions
+from ..io.dicom.scan import dicom_uids
+from ..io.exam import ExamSource
+from ..model_kinds import BREAST_WEIGHTS, PATCH_WEIGHTS, VARIANTS, ModelKind
+from ..models.breast import ImageBreastModel, SplitBreastModel
+from ..models.loading import load_image_wise, load_patch_classifier, load_view_wise
+from ..outputs.schema import (
+    VARIANT_IMAGE_AND_HEATMAPS,
+    VARIANT_IMAGE_ONLY,
+    BreastPredictions,
+    ImageReport,
+    PredictionResult,
+    Probabilities,
+    WeightsUsed,
+)
+from ..preprocess.orientation import to_canonical
+from ..preprocess.prepare import ExamPreparer, PreparedImage
+from ..views import VIEWS, View
+from ..weights.fetch import weights_used
 from .classify import (
     ClassifierImage,
     WindowDraw,
@@ -21,30 +42,9 @@ from .classify import (
     view_features,
     view_wise_probabilities,
 )
-from .config import FlipMode, PipelineConfig
-from .errors import ConfigError
 from .heatmaps import HeatmapEngine, Heatmaps
-from .io.dicom_options import DicomOptions
-from .io.dicom_scan import dicom_uids
-from .io.exam import ExamSource
-from .model_kinds import BREAST_WEIGHTS, PATCH_WEIGHTS, VARIANTS, ModelKind
-from .models.breast import ImageBreastModel, SplitBreastModel
-from .models.loading import load_image_wise, load_patch_classifier, load_view_wise
 from .precision import Precision, configure
-from .prepare import ExamPreparer, PreparedImage
-from .preprocess.orientation import to_canonical
 from .randomness import ExamRandomness
-from .results import (
-    VARIANT_IMAGE_AND_HEATMAPS,
-    VARIANT_IMAGE_ONLY,
-    BreastPredictions,
-    ImageReport,
-    PredictionResult,
-    Probabilities,
-    WeightsUsed,
-)
-from .views import VIEWS, View
-from .weights.fetch import weights_used
 
 CHANNELS = {VARIANT_IMAGE_ONLY: 1, VARIANT_IMAGE_AND_HEATMAPS: 3}
 

@@ -29,11 +29,11 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from ..errors import InputError
-from .dicom_options import DicomOptions, VoiMode
-from .dicom_scan import check_elements, header_problem, read_header
-from .dicom_tags import facing_from_orientation
-from .exam import ImageSource, ViewImage
+from ...errors import InputError
+from ..exam import ImageSource, ViewImage
+from .options import DicomOptions, VoiMode
+from .scan import check_elements, header_problem, read_header
+from .tags import facing_from_orientation
 
 # The package that provides a decoder for each compressed transfer syntax (no GPL decoders).
 _DECODER_PACKAGES: dict[str, str] = {

@@ -11,14 +11,14 @@ from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, Thre
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from .console import log
-from .errors import MammocliError
-from .io.exam import ExamSource
-from .pipeline import ExamOutput, Predictor
-from .prepare import PreparedImage
+from ..console import log
+from ..errors import MammocliError
+from ..io.exam import ExamSource
+from ..outputs.schema import ExamFailure
+from ..preprocess.prepare import PreparedImage
+from ..views import View
+from .predictor import ExamOutput, Predictor
 from .randomness import RunRandomness
-from .results import ExamFailure
-from .views import View
 
 Prepared = dict[View, list[PreparedImage]]
 

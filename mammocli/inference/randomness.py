@@ -12,7 +12,7 @@ import random
 
 import numpy as np
 
-from .config import RngMode
+from ..config import RngMode
 
 
 class ExamRandomness:

@@ -1,0 +1,1 @@
+"""Reading results back: tables, predictions, metrics, hybrid, evaluation, plots, reproduce."""

@@ -1,0 +1,1 @@
+"""Running the models: heatmaps, classification, the predictor, batches, devices, precision."""

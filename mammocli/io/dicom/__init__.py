@@ -1,0 +1,1 @@
+"""DICOM: scan headers, select images per view, decode pixels, group files into exams."""

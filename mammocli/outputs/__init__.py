@@ -1,0 +1,1 @@
+"""Results and where they go: the schema, the one atomic writer, output sinks, heatmap files."""

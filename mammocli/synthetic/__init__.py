@@ -1,0 +1,1 @@
+"""Synthetic, non-patient data: phantom exams, random weights, training datasets."""
