@@ -16,6 +16,7 @@ are an honest estimate for new exams of the same site.
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Literal
 
 import numpy as np
@@ -114,7 +115,16 @@ def cross_validated(y: IntArray, p: FloatArray, groups: list[str], method: Metho
         raise ConfigError(f"--folds {folds}: needs 2 to {n_exams} (the number of exams)")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     out = np.empty(len(y), dtype=np.float64)
-    for train, test in splitter.split(np.zeros(len(y)), y, groups):
+    with warnings.catch_warnings():
+        # "the least populated class has fewer members than n_splits": fine, and the library
+        # stays silent; a fold left with one class is the error below
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(splitter.split(np.zeros(len(y)), y, groups))
+    for train, test in splits:
+        if len(set(y[train].tolist())) < 2:
+            raise ConfigError(
+                f"--folds {folds}: a fold leaves no malignant (or no other) breast to fit on",
+                hint="use fewer folds, or label more exams")
         out[test] = fit(y[train], p[train], method).apply(p[test])
     return out
 
