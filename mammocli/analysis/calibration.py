@@ -152,7 +152,6 @@ def _batch_ece(y: NDArray[np.integer], p: FloatArray, n_bins: int) -> FloatArray
     c, n = p.shape
     flat = (_bins(p, n_bins) + n_bins * np.arange(c)[:, None]).ravel()
     size = c * n_bins
-    count = np.bincount(flat, minlength=size).reshape(c, n_bins)
     sum_p = np.bincount(flat, weights=p.ravel(), minlength=size).reshape(c, n_bins)
     sum_y = np.bincount(flat, weights=y.ravel().astype(np.float64), minlength=size)
     return np.asarray(np.abs(sum_y.reshape(c, n_bins) - sum_p).sum(axis=1) / n)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -97,7 +97,7 @@ class SiteOutputs(_Frozen):
 
 
 class SiteFile(_Frozen):
-    format: Literal["mammocli-site"] = SITE_FORMAT
+    format: Literal["mammocli-site"] = "mammocli-site"
     version: str = SITE_VERSION
     created: datetime
     mammocli_version: str
@@ -283,7 +283,7 @@ def build_site(m: Matched, identity: ModelIdentity | None, method: Method = "log
         warnings.append("the predictions name no weights (a CSV): this site file reports, but "
                         "cannot be applied to results")
     return SiteFile(
-        created=now or datetime.now(UTC).replace(microsecond=0),
+        created=now or datetime.now(timezone.utc).replace(microsecond=0),
         mammocli_version=__version__, model=identity, data=m.data, calibration=fitted,
         calibration_report=report, operating_points=points, n_bootstrap=n_bootstrap,
         seed=seed, ci_level=ci_level, warnings=warnings)
