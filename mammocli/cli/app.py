@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                          "reader, with AUCs."),
     "evaluate": ("evaluate", "Evaluate predictions against labels: AUCs with bootstrap CIs, "
                              "curves, subgroups."),
+    "calibrate": ("calibrate", "Fit a calibration and operating points on your labelled exams: "
+                               "site.json."),
     "reproduce": ("reproduce", "Download the official weights and the authors' sample exams, "
                                "run them as the authors' run.sh and run_single.sh do, and "
                                "compare with their published outputs."),
