@@ -148,15 +148,15 @@ def _wait_ready(server: Orthanc, process: subprocess.Popen[bytes], timeout: floa
 
 class FlakyProxy:
     """An HTTP proxy to `target` on a free loopback port. `fail(n, status)`: the next n requests
-    get `status` (or a dropped connection with status 0); `cut_instances(n)`: the next n instance
-    retrievals lose the end of their body (a malformed instance)."""
+    get `status` (or a dropped connection with status 0); `cut_instance(uid)`: retrievals of that
+    SOP Instance lose the end of their body (a malformed instance)."""
 
     def __init__(self, target: str) -> None:
         self.target = target.rstrip("/")
         self.requests: list[tuple[str, str]] = []  # (method, path) as received
         self._lock = threading.Lock()
         self._failures: list[int] = []
-        self._cuts = 0
+        self._cuts: set[str] = set()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -179,9 +179,9 @@ class FlakyProxy:
         with self._lock:
             self._failures.extend([status] * count)
 
-    def cut_instances(self, count: int) -> None:
+    def cut_instance(self, sop_instance_uid: str) -> None:
         with self._lock:
-            self._cuts += count
+            self._cuts.add(sop_instance_uid)
 
     def close(self) -> None:
         self._server.shutdown()
@@ -193,9 +193,7 @@ class FlakyProxy:
             status = self._failures.pop(0) if self._failures else None
             is_instance = method == "GET" and "/instances/" in handler.path and not \
                 handler.path.endswith("/metadata")
-            cut = is_instance and self._cuts > 0
-            if cut:
-                self._cuts -= 1
+            cut = is_instance and handler.path.rstrip("/").rsplit("/", 1)[-1] in self._cuts
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
         if status == 0:

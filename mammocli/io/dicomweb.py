@@ -314,6 +314,9 @@ class DicomwebSource:
                 self.warnings.append("credentials are sent to the DICOMweb server over plain "
                                      "HTTP; use https:// outside a test setup")
         self._client = DICOMwebClient(base_url, session=session, timeout=timeout)
+        # One retry loop (ours, `_call`): the client's own would retry connection errors
+        # silently and log tracebacks that hold the request URL (UIDs).
+        self._client.set_http_retry_params(retry=False)
 
     # Every request goes through here: retries, and errors that name no identifier.
     def _call(self, what: str, fn: Callable[[], T]) -> T:

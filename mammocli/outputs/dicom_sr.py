@@ -22,6 +22,7 @@ it. Never log its content.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -31,7 +32,6 @@ from pathlib import Path
 
 import highdicom as hd
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
@@ -71,6 +71,13 @@ def uid_root_from_environment(environ: Mapping[str, str] | None = None) -> str |
         raise ConfigError(f"{ENV_UID_ROOT} is not a UID root (digits and dots, no leading "
                           "zeros, at most 40 characters)")
     return root
+
+
+def _quiet_highdicom() -> None:
+    # highdicom logs the SOP Instance UIDs of the source images at INFO: identifiers.
+    logger = logging.getLogger("highdicom")
+    if logger.level < logging.WARNING:
+        logger.setLevel(logging.WARNING)
 
 
 def new_uid(root: str | None) -> str:
@@ -128,6 +135,7 @@ def build_sr(result: PredictionResult, sources: Mapping[str, Dataset], *,
     """The Comprehensive SR of one exam's result. `sources`: the header (pixel data not needed)
     of every image the result names, by its file name relative to the exam folder (see
     `read_source_headers`; a DICOMweb study carries them as `RetrievedStudy.headers`)."""
+    _quiet_highdicom()
     content = content_from_result(result)
     names = sorted({name for e in content.entries for name in e.sources})
     missing = [n for n in names if n not in sources]
@@ -176,7 +184,7 @@ def build_sr(result: PredictionResult, sources: Mapping[str, Dataset], *,
     scheme.CodingSchemeDesignator = SCHEME
     scheme.CodingSchemeName = SCHEME_NAME
     scheme.CodingSchemeResponsibleOrganization = "mammocli project"
-    sr.CodingSchemeIdentificationSequence = DicomSequence([scheme])
+    sr.CodingSchemeIdentificationSequence = [scheme]
     return sr
 
 
@@ -193,7 +201,8 @@ def _with_type2(ds: Dataset) -> Dataset:
     if not missing:
         return ds
     copy = Dataset(ds)
-    copy.file_meta = getattr(ds, "file_meta", Dataset())
+    if hasattr(ds, "file_meta"):
+        copy.file_meta = ds.file_meta
     for keyword in missing:
         setattr(copy, keyword, None)
     return copy
@@ -203,7 +212,7 @@ def read_source_headers(folder: Path, names: Iterable[str]) -> dict[str, Dataset
     """The headers of files of an exam folder (pixel data not read), by relative name."""
     import pydicom
 
-    headers = {}
+    headers: dict[str, Dataset] = {}
     for name in names:
         try:
             headers[name] = pydicom.dcmread(Path(folder) / name, stop_before_pixels=True)
