@@ -26,6 +26,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -200,9 +201,7 @@ def _with_type2(ds: Dataset) -> Dataset:
     missing = [k for k in _TYPE2 if k not in ds]
     if not missing:
         return ds
-    copy = Dataset(ds)
-    if hasattr(ds, "file_meta"):
-        copy.file_meta = ds.file_meta
+    copy = deepcopy(ds)  # a header: small; the caller's dataset stays as it was
     for keyword in missing:
         setattr(copy, keyword, None)
     return copy
