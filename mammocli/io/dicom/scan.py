@@ -352,3 +352,20 @@ def dicom_uids(path: Path, relative: str) -> DicomUids:
         series=str(ds.get("SeriesInstanceUID", "")),
         sop_instance=str(ds.get("SOPInstanceUID", "")),
     )
+
+
+def header_from_dataset(path: Path, relative: str, ds: Dataset, *, has_pixels: bool,
+                        max_pixels: int) -> DicomHeader:
+    """The discovery record of a header read elsewhere (DICOMweb metadata): `path` is where the
+    file will be. The pixel data is not at hand, so only its presence is judged here; its size
+    is checked by `scan_header` once the file is retrieved. InputError as `scan_header`."""
+    check_elements(ds, relative)
+    element = PixelElement(present=has_pixels, length=None, available=None)
+    try:
+        return _record(path, relative, ds, element, max_pixels)
+    except Exception as exc:  # a value pydicom parsed but we cannot use: this file only
+        raise InputError(
+            f"{relative}: cannot read the DICOM header ({type(exc).__name__} on a header "
+            "value); the file may be corrupt",
+            hint="export the image again from the archive",
+        ) from exc
