@@ -15,6 +15,7 @@ import numpy as np
 from ..config import PipelineConfig
 from ..models.gmic import WINDOW
 from ..prepare import PreparedImage
+from ..views import Angle
 from .window import WindowRecord, sample_window
 
 
@@ -32,11 +33,11 @@ class GMICWindow:
     record: WindowRecord  # borders in the padded image
 
 
-def window_placement(shape: tuple[int, int], image: PreparedImage,
+def window_placement(shape: tuple[int, int], angle: Angle, best_center: tuple[int, int],
                      window: tuple[int, int] = WINDOW) -> tuple[tuple[int, int, int], WindowRecord]:
     """Padding and borders of the noise-free window (the DMV-CNN's placement with zero noise;
     the authors' RandomState(0) draws are multiplied by zero, so any stream gives this)."""
-    return sample_window(shape, image.view.angle, image.best_center, window,
+    return sample_window(shape, angle, best_center, window,
                          np.random.RandomState(0), augment=False, max_crop_noise=(0, 0),
                          max_crop_size_noise=0)
 
@@ -126,7 +127,8 @@ def standardize(window: np.ndarray) -> np.ndarray:
 
 def gmic_window(image: PreparedImage, window: tuple[int, int] = WINDOW) -> GMICWindow:
     """The standardised GMIC input of one prepared (cropped, canonical) image."""
-    pads, record = window_placement(image.pixels.shape, image, window)
+    pads, record = window_placement(image.pixels.shape, image.view.angle, image.best_center,
+                                    window)
     if record.resized:  # cannot happen without noise; the network needs exactly this size
         raise AssertionError(f"GMIC window resized: {record}")
     return GMICWindow(standardize(cut_gmic_window(image.pixels, pads, record)), pads, record)
