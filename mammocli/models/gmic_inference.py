@@ -17,7 +17,7 @@ import torch
 
 from ..prepare import PreparedImage
 from ..preprocess.gmic import GMICWindow, gmic_window, stack_windows
-from .gmic import GMIC, MEMBERS, PATCH_SIZE, GMICOutput
+from .gmic import GMIC, PATCH_SIZE, GMICOutput
 from .gmic_loading import load_gmic
 
 
@@ -74,10 +74,6 @@ def predict_images(models: Mapping[int, GMIC], images: Sequence[PreparedImage],
     the ensemble, with the windows for mapping patch locations back (`patch_boxes`)."""
     x, windows = gmic_windows(images)
     return run_ensemble(models, x), windows
-
-
-def default_members() -> tuple[int, ...]:
-    return MEMBERS
 
 
 def patch_boxes(image: PreparedImage, window: GMICWindow, locations: torch.Tensor,
