@@ -35,7 +35,7 @@ from ..console import download_progress, log
 from ..errors import DownloadError, WeightsError
 from ..outputs.schema import WeightsUsed
 from ..settings import Settings, load_settings
-from .registry import Entry, Registry, git_blob_sha1, load_registry, sha256_file
+from .registry import Entry, Registry, load_registry, sha256_file, verification_problem
 from .store import find_user_weights, verify_user_weights
 
 _CHUNK = 1 << 16
@@ -86,12 +86,12 @@ class GitBlobDownloader:
         with bar if bar is not None else _nullcontext():
             task = bar.add_task(self.entry.name, total=None) if bar is not None else None
             self._download_with_retries(url, tmp, bar, task)
-        got = git_blob_sha1(tmp)
-        if got != self.entry.git_sha1:
+        problem = verification_problem(self.entry, tmp)
+        if problem is not None:
             tmp.unlink(missing_ok=True)
             raise WeightsError(
-                f"{self.entry.name} downloaded from {url} failed verification: expected git blob "
-                f"SHA-1 {self.entry.git_sha1}, got {got}; nothing was cached",
+                f"{self.entry.name} downloaded from {url} failed verification: {problem}; "
+                "nothing was cached",
                 hint="the server or a proxy delivered other bytes; check MAMMOCLI_WEIGHTS_URL "
                      "(a mirror must serve the authors' files unchanged) and try again",
             )
@@ -220,9 +220,10 @@ def _verified(entry: Entry, target: Path, settings: Settings) -> bool:
     again (or, offline, reported as missing)."""
     if not target.is_file():
         return False
-    if git_blob_sha1(target) == entry.git_sha1:
+    problem = verification_problem(entry, target)
+    if problem is None:
         return True
-    log.warning("cached %s fails verification (git blob SHA-1 differs); removing it", target)
+    log.warning("cached %s fails verification (%s); removing it", target, problem)
     target.unlink(missing_ok=True)
     return False
 

@@ -22,6 +22,7 @@ from ..settings import DEFAULT_WEIGHTS_URL, load_settings
 
 _CHUNK = 1 << 20
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # Canonical names of the five official weight files (= their file names in the authors' repository,
 # and the names expected inside a --weights-dir folder).
@@ -44,6 +45,13 @@ class Entry:
     alias: str | None = None  # short name for the CLI, e.g. "patch"
     model: str = ""  # the architecture the file fits, for humans
     exam: str | None = None  # samples: the exam folder the file belongs in
+    # Files of another repository than the registry's (GMIC): its own pinned base URL.
+    base_url: str | None = None
+    repository: str | None = None
+    commit: str | None = None
+    # Checked too where known (the GMIC files: size and SHA-256 from their old LFS pointers).
+    size: int | None = None
+    sha256: str | None = None
 
     def url(self, base_url: str) -> str:
         return base_url.rstrip("/") + "/" + self.path.lstrip("/")
@@ -69,7 +77,7 @@ class Registry:
 
     def url(self, entry: Entry, base_url: str | None = None) -> str:
         """The download URL; a mirror (MAMMOCLI_WEIGHTS_URL) replaces the base, keeping the path."""
-        return entry.url(base_url or self.base_url)
+        return entry.url(base_url or entry.base_url or self.base_url)
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -91,6 +99,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def verification_problem(entry: Entry, path: Path) -> str | None:
+    """None if `path` holds the entry's bytes: size, git blob SHA-1 and SHA-256 where known."""
+    size = path.stat().st_size
+    if entry.size is not None and size != entry.size:
+        return f"expected {entry.size} bytes, got {size}"
+    got = git_blob_sha1(path)
+    if got != entry.git_sha1:
+        return f"expected git blob SHA-1 {entry.git_sha1}, got {got}"
+    if entry.sha256 is not None and (digest := sha256_file(path)) != entry.sha256:
+        return f"expected SHA-256 {entry.sha256}, got {digest}"
+    return None
+
+
 def _entries(items: Any, what: str, source: str) -> tuple[Entry, ...]:
     if items is None:
         return ()
@@ -101,6 +122,8 @@ def _entries(items: Any, what: str, source: str) -> tuple[Entry, ...]:
             entry = Entry(**{k: v for k, v in item.items() if k in fields})
             if not _HEX40.fullmatch(entry.git_sha1):
                 raise ValueError(f"{entry.name}: git_sha1 must be 40 lowercase hex digits")
+            if entry.sha256 is not None and not _HEX64.fullmatch(entry.sha256):
+                raise ValueError(f"{entry.name}: sha256 must be 64 lowercase hex digits")
             out.append(entry)
     except (TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"registry {source}: bad {what} entry: {exc}") from None
