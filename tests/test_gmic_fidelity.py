@@ -24,6 +24,7 @@ import torch
 from conftest import REFERENCE_DIR as NYU_REFERENCE_DIR
 
 from mammocli.config import FlipMode
+from mammocli.inference.precision import cpu_bf16_problem
 from mammocli.io.exam import ExamSource, ImageSource
 from mammocli.models.gmic import MEMBERS, GMICOutput
 from mammocli.models.gmic_inference import (
@@ -34,9 +35,8 @@ from mammocli.models.gmic_inference import (
     to_precision,
 )
 from mammocli.models.gmic_loading import member_file_name
-from mammocli.precision import cpu_bf16_problem
-from mammocli.prepare import ExamPreparer, PreparedImage
 from mammocli.preprocess.gmic import GMICWindow, gmic_pipeline_config
+from mammocli.preprocess.prepare import ExamPreparer, PreparedImage
 from mammocli.views import VIEWS
 
 pytestmark = pytest.mark.slow

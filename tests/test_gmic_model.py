@@ -21,7 +21,6 @@ from mammocli.models.gmic import (
     top_t_mean,
 )
 from mammocli.models.gmic_inference import patch_boxes
-from mammocli.prepare import prepare_image
 from mammocli.preprocess.gmic import (
     _pairwise_sum,
     cut_gmic_window,
@@ -31,6 +30,7 @@ from mammocli.preprocess.gmic import (
     standardize,
     window_placement,
 )
+from mammocli.preprocess.prepare import prepare_image
 from mammocli.views import View
 
 # edge_cases.json, process_image: (shape, view, best centre) -> padded shape, pad top, borders

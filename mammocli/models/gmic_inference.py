@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..prepare import PreparedImage
 from ..preprocess.gmic import GMICWindow, gmic_window, stack_windows
+from ..preprocess.prepare import PreparedImage
 from .gmic import GMIC, PATCH_SIZE, GMICOutput
 from .gmic_loading import load_gmic
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..config import PipelineConfig
 from ..models.gmic import WINDOW
-from ..prepare import PreparedImage
 from ..views import Angle
+from .prepare import PreparedImage
 from .window import WindowRecord, sample_window
 
 
