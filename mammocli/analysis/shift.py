@@ -13,9 +13,10 @@ other exams), and a plain warning is raised when
   the probability that a subgroup exam scores above a rest exam (ties half) is outside
   0.5 +/- `min_effect` (large archives make negligible differences significant).
 
-Each subgroup is compared with all other exams together: when a column has two large subgroups
-that differ, both are flagged, in opposite directions (each differs from the other); a shifted
-minority (a new scanner) is flagged alone.
+Compared with the rest, one odd scanner would make every other scanner look odd too (its "rest"
+holds the odd one). So within a column the most different subgroup is flagged first and left out
+of the others' reference, then the others are compared again, until none differs. Of two values
+that differ from each other, the smaller is flagged.
 
 Both tests are Bonferroni-corrected over the comparisons made (a report of 20 subgroups would
 otherwise warn by chance): the difference CI is taken at level 1 - alpha/m, the test at p <
@@ -31,7 +32,9 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -108,8 +111,10 @@ def header_fields(ds: Any) -> dict[str, HeaderValue]:
     out: dict[str, HeaderValue] = {}
     for name in (*TEXT_FIELDS, *NUMBER_FIELDS):
         try:
-            raw = ds.get(name)
-            value = getattr(raw, "value", raw)
+            with warnings.catch_warnings():  # pydicom warns on invalid values: stay silent
+                warnings.simplefilter("ignore")
+                raw = ds.get(name)
+                value = getattr(raw, "value", raw)
             parsed: HeaderValue | None = _text(value) if name in TEXT_FIELDS else _number(value)
         except Exception:  # noqa: BLE001 - a malformed element is absent for subgrouping
             parsed = None
@@ -194,6 +199,7 @@ class SubgroupShift(BaseModel):
     distribution_p: float | None  # Mann-Whitney, two-sided, non-malignant exams
     auroc_differs: bool = False
     scores_differ: bool = False
+    compared_without: list[str] = []  # subgroups flagged before, left out of the reference
     note: str | None = None  # why a test was not made
     warnings: list[str] = []
 
@@ -236,6 +242,21 @@ def _two_classes(y: NDArray[np.int64]) -> bool:
     return 0 < int(y.sum()) < len(y)
 
 
+@dataclass
+class _Auc:
+    diff: Estimate
+    rest: Estimate
+    draws: FloatArray | None  # the subgroup's, reused between rounds
+
+
+@dataclass
+class _Scores:
+    higher: float
+    p: float
+    median_in: float
+    median_rest: float
+
+
 def shift_report(y: NDArray[np.integer], scores: FloatArray, columns: Mapping[str, Sequence[str]],
                  groups: Sequence[str] | None = None, level: str = "exam",
                  n_bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
@@ -244,7 +265,8 @@ def shift_report(y: NDArray[np.integer], scores: FloatArray, columns: Mapping[st
     """Per subgroup of each column (one value per case), against the rest; see the module doc.
 
     y, scores: per case (exam); groups: each case's resampling unit (None: each case alone)."""
-    y = np.asarray(y, dtype=np.int64)
+    y64: NDArray[np.int64] = np.asarray(y, dtype=np.int64)
+    y = y64
     s = np.asarray(scores, dtype=np.float64)
     g = np.asarray(list(groups) if groups is not None else [str(i) for i in range(len(y))])
     for name, values in columns.items():
@@ -254,32 +276,27 @@ def shift_report(y: NDArray[np.integer], scores: FloatArray, columns: Mapping[st
     overall = metrics.auroc(y, s, f"{level}-level labels")
     all_draws = metrics.bootstrap(y, s, g, n_bootstrap, seed) if n_bootstrap > 0 else None
     auroc_all = metrics.estimate(overall, all_draws.auroc[:, 0] if all_draws else None, ci_level)
-
-    # plan first: the number of comparisons sets the corrected level
-    plan: list[tuple[str, str, NDArray[np.bool_]]] = []
-    for name, values in columns.items():
-        v = np.asarray(list(values), dtype=object)
-        for value in sorted(set(values)):
-            plan.append((name, value, v == value))
     negative = y == 0
+    masks = {name: {value: np.asarray(list(values), dtype=object) == value
+                    for value in sorted(set(values))} for name, values in columns.items()}
+    # the number of comparisons (each subgroup against the rest) sets the corrected level
     n_tests = 0
-    for _, _, inside in plan:
-        if (~inside).any():
+    for by_value in masks.values():
+        for inside in by_value.values():
             n_tests += int(_two_classes(y[inside]) and _two_classes(y[~inside]))
             n_tests += int((inside & negative).sum() >= min_cases
                            and (~inside & negative).sum() >= min_cases)
     m = max(1, n_tests)
-    corrected = 1.0 - alpha / m
-
-    rows: list[SubgroupShift] = []
-    for k, (name, value, inside) in enumerate(plan):
-        rows.append(_compare(name, value, inside, y, s, g, n_bootstrap, seed + 1 + 2 * k,
-                             ci_level, corrected, alpha / m, min_effect, min_cases))
+    corrected, p_cut = 1.0 - alpha / m, alpha / m
+    ctx = _Context(y64, s, g, n_bootstrap, seed, ci_level, corrected, p_cut, min_effect,
+                   min_cases)
+    rows = [row for name, by_value in masks.items() for row in ctx.column(name, by_value)]
     rule = (f"a subgroup is flagged when the {corrected:.2%} bootstrap CI of its AUROC minus the "
-            f"rest's excludes 0, or when its non-malignant exams' scores differ from the rest's "
-            f"(two-sided Mann-Whitney p < {alpha / m:.2g}) with P(subgroup exam scores higher) "
-            f"outside {0.5 - min_effect:g}-{0.5 + min_effect:g}; {alpha:g} Bonferroni-corrected "
-            f"over {m} comparisons")
+            f"other exams' excludes 0, or when its non-malignant exams' scores differ from the "
+            f"other exams' (two-sided Mann-Whitney p < {p_cut:.2g}) with P(an exam of the "
+            f"subgroup scores higher) outside {0.5 - min_effect:g}-{0.5 + min_effect:g} "
+            f"({alpha:g}, Bonferroni-corrected over {m} comparisons); the most different "
+            f"subgroup of a column is flagged first and left out of the others' comparison")
     return ShiftReport(
         level=level, n=len(y), n_positive=int(y.sum()), auroc=auroc_all, scores=_summary(s),
         n_bootstrap=n_bootstrap, seed=seed, ci_level=ci_level, alpha=alpha,
@@ -287,67 +304,164 @@ def shift_report(y: NDArray[np.integer], scores: FloatArray, columns: Mapping[st
         rule=rule, subgroups=rows, warnings=[w for r in rows for w in r.warnings])
 
 
-def _compare(name: str, value: str, inside: NDArray[np.bool_], y: NDArray[np.int64],
-             s: FloatArray, g: NDArray[Any], n_bootstrap: int, seed: int, ci_level: float,
-             corrected: float, p_cut: float, min_effect: float, min_cases: int
-             ) -> SubgroupShift:
-    ys, ss, yr, sr = y[inside], s[inside], y[~inside], s[~inside]
-    where = f"{name} = {value}"
-    notes: list[str] = []
-    warnings: list[str] = []
-    auroc = rest_auroc = diff = None
-    differs = False
-    if not (~inside).any():
-        notes.append("every exam has this value: nothing to compare with")
-    if _two_classes(ys):
-        sub_draws = (metrics.bootstrap(ys, ss, g[inside], n_bootstrap, seed)
-                     if n_bootstrap > 0 else None)
-        auroc = metrics.estimate(metrics.auroc(ys, ss), sub_draws.auroc[:, 0]
-                                 if sub_draws else None, ci_level)
-        if _two_classes(yr):
-            rest_draws = (metrics.bootstrap(yr, sr, g[~inside], n_bootstrap, seed + 1)
-                          if n_bootstrap > 0 else None)
-            rest_auroc = metrics.estimate(metrics.auroc(yr, sr), rest_draws.auroc[:, 0]
-                                          if rest_draws else None, ci_level)
-            d = None
-            if sub_draws is not None and rest_draws is not None:
-                k = min(len(sub_draws.auroc), len(rest_draws.auroc))
-                d = sub_draws.auroc[:k, 0] - rest_draws.auroc[:k, 0]
-            diff = metrics.estimate(auroc.estimate - rest_auroc.estimate, d, corrected)
-            if diff.ci_low is not None and diff.ci_high is not None and (
-                    diff.ci_low > 0 or diff.ci_high < 0):
-                differs = True
-                warnings.append(
-                    f"{where}: AUROC {_fmt(auroc)} is {'lower' if diff.ci_high < 0 else 'higher'}"
-                    f" than the other exams' {_fmt(rest_auroc)} (difference "
-                    f"{diff.estimate:+.3f}, {corrected:.2%} CI {diff.ci_low:+.3f} to "
-                    f"{diff.ci_high:+.3f}, excludes 0)")
-    elif (~inside).any():
-        notes.append("one class only: no AUROC")
-    neg_in, neg_rest = ss[ys == 0], sr[yr == 0]
-    higher = p = None
-    scores_differ = False
-    if len(neg_in) >= min_cases and len(neg_rest) >= min_cases:
-        test = mannwhitneyu(neg_in, neg_rest, alternative="two-sided")
-        higher = float(test.statistic) / (len(neg_in) * len(neg_rest))
-        p = float(test.pvalue)
-        if p < p_cut and abs(higher - 0.5) > min_effect:
-            scores_differ = True
+@dataclass
+class _Context:
+    y: NDArray[np.int64]
+    s: FloatArray
+    g: NDArray[Any]
+    n_bootstrap: int
+    seed: int
+    ci_level: float
+    corrected: float
+    p_cut: float
+    min_effect: float
+    min_cases: int
+
+    def _auc(self, inside: NDArray[np.bool_], ref: NDArray[np.bool_], k: int,
+             sub: FloatArray | None) -> _Auc | None:
+        y, s, g = self.y, self.s, self.g
+        if not (_two_classes(y[inside]) and ref.any() and _two_classes(y[ref])):
+            return None
+        if self.n_bootstrap > 0:
+            # subgroup and reference are independent samples: resample each on its own
+            if sub is None:
+                sub = metrics.bootstrap(y[inside], s[inside], g[inside], self.n_bootstrap,
+                                        self.seed + 1 + 2 * k).auroc[:, 0]
+            rest_draws = metrics.bootstrap(y[ref], s[ref], g[ref], self.n_bootstrap,
+                                           self.seed + 2 + 2 * k).auroc[:, 0]
+            n = min(len(sub), len(rest_draws))
+            d: FloatArray | None = sub[:n] - rest_draws[:n]
+            rest: FloatArray | None = rest_draws
+        else:
+            rest = d = None
+        point_in, point_rest = metrics.auroc(y[inside], s[inside]), metrics.auroc(y[ref], s[ref])
+        return _Auc(diff=metrics.estimate(point_in - point_rest, d, self.corrected),
+                    rest=metrics.estimate(point_rest, rest, self.ci_level), draws=sub)
+
+    def _scores(self, inside: NDArray[np.bool_], ref: NDArray[np.bool_]) -> _Scores | None:
+        a = self.s[inside & (self.y == 0)]
+        b = self.s[ref & (self.y == 0)]
+        if len(a) < self.min_cases or len(b) < self.min_cases:
+            return None
+        test = mannwhitneyu(a, b, alternative="two-sided")
+        return _Scores(higher=float(test.statistic) / (len(a) * len(b)), p=float(test.pvalue),
+                       median_in=float(np.median(a)), median_rest=float(np.median(b)))
+
+    def _auc_differs(self, r: _Auc | None) -> bool:
+        d = r.diff if r is not None else None
+        return bool(d is not None and d.ci_low is not None and d.ci_high is not None
+                    and (d.ci_low > 0 or d.ci_high < 0))
+
+    def _scores_differ(self, r: _Scores | None) -> bool:
+        return r is not None and r.p < self.p_cut and abs(r.higher - 0.5) > self.min_effect
+
+    def column(self, name: str, by_value: Mapping[str, NDArray[np.bool_]]
+               ) -> list[SubgroupShift]:
+        """Flag the most different subgroup, leave it out of the others' reference, repeat:
+        otherwise one odd scanner makes every other one look odd too (its "rest" holds it)."""
+        values = list(by_value)
+        index = {v: i for i, v in enumerate(values)}
+        sizes = {v: int(by_value[v].sum()) for v in values}
+        auc: dict[str, tuple[_Auc | None, list[str]]] = {}
+        sub_draws: dict[str, FloatArray | None] = {}
+        flagged: list[str] = []
+        while True:  # AUROC rounds
+            left = [v for v in values if v not in flagged]
+            for v in left:
+                ref = ~by_value[v] & ~self._union(by_value, flagged)
+                r = self._auc(by_value[v], ref, index[v], sub_draws.get(v))
+                if r is not None:
+                    sub_draws[v] = r.draws
+                auc[v] = (r, list(flagged))
+            hits = [v for v in left if self._auc_differs(auc[v][0])]
+            if not hits:
+                break
+            flagged.append(max(hits, key=lambda v: (abs(_diff(auc[v][0])), -sizes[v])))
+        dist: dict[str, tuple[_Scores | None, list[str]]] = {}
+        flagged_s: list[str] = []
+        while True:  # score-distribution rounds
+            left = [v for v in values if v not in flagged_s]
+            for v in left:
+                ref = ~by_value[v] & ~self._union(by_value, flagged_s)
+                dist[v] = (self._scores(by_value[v], ref), list(flagged_s))
+            hits = [v for v in left if self._scores_differ(dist[v][0])]
+            if not hits:
+                break
+            flagged_s.append(min(hits, key=lambda v: (-abs(_higher(dist[v][0]) - 0.5),
+                                                      sizes[v])))
+        return [self._row(name, v, by_value, auc[v], dist[v], v in flagged, v in flagged_s)
+                for v in values]
+
+    @staticmethod
+    def _union(by_value: Mapping[str, NDArray[np.bool_]], names: list[str]) -> NDArray[np.bool_]:
+        out = np.zeros(len(next(iter(by_value.values()))), dtype=bool)
+        for n in names:
+            out |= by_value[n]
+        return out
+
+    def _row(self, name: str, value: str, by_value: Mapping[str, NDArray[np.bool_]],
+             auc: tuple[_Auc | None, list[str]], dist: tuple[_Scores | None, list[str]],
+             auc_flag: bool, score_flag: bool) -> SubgroupShift:
+        inside = by_value[value]
+        y, s = self.y, self.s
+        ys, ss = y[inside], s[inside]
+        where = f"{name} = {value}"
+        notes: list[str] = []
+        warnings: list[str] = []
+        a, a_left_out = auc
+        sc, s_left_out = dist
+        auroc = None
+        if _two_classes(ys):
+            d = a.draws if a is not None else None
+            auroc = metrics.estimate(metrics.auroc(ys, ss), d, self.ci_level)
+        if not (~inside).any():
+            notes.append("every exam has this value: nothing to compare with")
+        elif auroc is None:
+            notes.append("one class only: no AUROC")
+        elif a is None:
+            notes.append("no other exams with both classes to compare the AUROC with")
+        if auc_flag and a is not None and auroc is not None:
+            diff = a.diff
+            warnings.append(
+                f"{where}: AUROC {_fmt(auroc)} is "
+                f"{'lower' if (diff.ci_high or 0) < 0 else 'higher'} than the other exams' "
+                f"{_fmt(a.rest)}{_leaving(a_left_out)} (difference {diff.estimate:+.3f}, "
+                f"{self.corrected:.2%} CI {diff.ci_low:+.3f} to {diff.ci_high:+.3f}, "
+                f"excludes 0)")
+        if sc is None and (~inside).any():
+            notes.append(f"fewer than {self.min_cases} non-malignant exams here or in the "
+                         "other exams: scores not compared")
+        if score_flag and sc is not None:
             warnings.append(
                 f"{where}: scores of non-malignant exams run "
-                f"{'higher' if higher > 0.5 else 'lower'} than on the other exams (median "
-                f"{np.median(neg_in):.3g} vs {np.median(neg_rest):.3g}; an exam here scores "
-                f"higher with probability {higher:.2f}; Mann-Whitney p = {p:.2g}): check the "
-                f"calibration and operating points for these images")
-    elif (~inside).any():
-        notes.append(f"fewer than {min_cases} non-malignant exams: scores not compared")
-    return SubgroupShift(
-        column=name, value=value, n=int(inside.sum()), n_positive=int(ys.sum()), auroc=auroc,
-        rest_auroc=rest_auroc, auroc_difference=diff, scores=_summary(ss),
-        negative_scores=_summary(neg_in) if len(neg_in) else None,
-        rest_negative_scores=_summary(neg_rest) if len(neg_rest) else None,
-        higher_than_rest=higher, distribution_p=p, auroc_differs=differs,
-        scores_differ=scores_differ, note="; ".join(notes) or None, warnings=warnings)
+                f"{'higher' if sc.higher > 0.5 else 'lower'} than on the other exams"
+                f"{_leaving(s_left_out)} (median {sc.median_in:.3g} vs {sc.median_rest:.3g}; an "
+                f"exam here scores higher with probability {sc.higher:.2f}; Mann-Whitney p = "
+                f"{sc.p:.2g}): check the calibration and operating points for these images")
+        neg_in = ss[ys == 0]
+        ref = ~inside & ~self._union(by_value, s_left_out)
+        neg_rest = s[ref & (y == 0)]
+        return SubgroupShift(
+            column=name, value=value, n=int(inside.sum()), n_positive=int(ys.sum()),
+            auroc=auroc, rest_auroc=a.rest if a else None, auroc_difference=a.diff if a else None,
+            scores=_summary(ss), negative_scores=_summary(neg_in) if len(neg_in) else None,
+            rest_negative_scores=_summary(neg_rest) if len(neg_rest) else None,
+            higher_than_rest=sc.higher if sc else None, distribution_p=sc.p if sc else None,
+            auroc_differs=auc_flag, scores_differ=score_flag, compared_without=sorted(
+                set(a_left_out) | set(s_left_out)),
+            note="; ".join(notes) or None, warnings=warnings)
+
+
+def _diff(r: _Auc | None) -> float:
+    return r.diff.estimate if r is not None else 0.0
+
+
+def _higher(r: _Scores | None) -> float:
+    return r.higher if r is not None else 0.5
+
+
+def _leaving(left_out: list[str]) -> str:
+    return f" (not counting {', '.join(left_out)}, flagged already)" if left_out else ""
 
 
 def shift_from_evaluated(ev: Evaluated, headers: Mapping[str, Mapping[str, HeaderValue]],
