@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, model_validator
 
 from ..views import LABELS, View
 from ..vocabulary import SCHEMA_VERSION, Family, ModelKind, Precision, RngMode, Variant
@@ -188,3 +189,38 @@ def rows_to_csv(rows: list[list[str]]) -> str:
 def to_csv(results: list[PredictionResult], variant: Variant | None = None) -> str:
     """The authors' four columns with `exam_id` first, 4 decimals as their CSVs."""
     return rows_to_csv([csv_row(r, variant) for r in results])
+
+
+# --- the committed JSON Schema -----------------------------------------------------------------
+
+SCHEMA_FILE = Path(__file__).with_name("result.schema.json")  # shipped as package data
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one record (a result or a failure, told apart by `status`), generated
+    from the models above. Regenerate the committed file with `python -m mammocli.outputs.schema`
+    (a test fails when the models and the file differ)."""
+    record = Annotated[PredictionResult | ExamFailure, Field(discriminator="status")]
+    schema = TypeAdapter(record).json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"mammocli result record, schema {SCHEMA_VERSION}",
+        **schema,
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def write_schema(path: Path = SCHEMA_FILE) -> Path:
+    from .files import atomic_write_text
+
+    atomic_write_text(path, schema_text())
+    return path
+
+
+if __name__ == "__main__":  # python -m mammocli.outputs.schema [PATH]
+    import sys
+
+    print(f"wrote {write_schema(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_FILE)}")
