@@ -60,4 +60,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'mammocli' has no attribute {name!r}")
 
 
-__all__ = sorted(_API | _SCHEMA | _VOCABULARY | {"__version__"})
+__all__ = [
+    "SCHEMA_VERSION", "ExamFailure", "Export", "Family", "FlipMode", "ModelKind", "ModelRequest",
+    "Precision", "PredictionResult", "RngMode", "RunOptions", "RunReport", "Variant",
+    "__version__", "export_many", "predict", "predict_many",
+]

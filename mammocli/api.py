@@ -38,7 +38,7 @@ from .vocabulary import Export, Family, ModelKind, Precision, Variant, parse_var
 from .weights.overrides import weights_locator
 
 __all__ = [
-    "ModelRequest", "OutputsFailed", "PredictInterrupted", "RunOptions", "RunReport",
+    "ExamOutcome", "ModelRequest", "OutputsFailed", "PredictInterrupted", "RunOptions", "RunReport",
     "export_many", "load_pipeline_config", "predict", "predict_many",
 ]
 
@@ -272,21 +272,35 @@ def predict(path: str | Path, *, family: Family | str = Family.DMV_CNN,
             model: ModelKind | str | None = None,
             variants: Sequence[Variant | str] | None = None,
             weights_dir: str | Path | None = None, device: str = "auto",
-            config: PipelineConfig | None = None, tta: int | None = None, seed: int | None = None,
+            config: PipelineConfig | str | Path | None = None, tta: int | None = None,
+            seed: int | None = None,
             flip_mode: FlipMode | str = FlipMode.AUTO, dicom: DicomOptions | None = None,
             precision: Precision | str = Precision.FP32,
             ) -> list[PredictionResult | ExamFailure]:
     """Predict every exam under `path` (one exam folder, or a root of exam folders; PNG or
     DICOM) and return one record per exam, in discovery order: a `PredictionResult`, or an
     `ExamFailure` for an exam that could not be read. Weights come from `weights_dir` (files
-    under their official names) or the verified cache (downloaded on first use).
+    under their official names) or the verified cache (downloaded on first use). `config` is
+    a `PipelineConfig` or a YAML file of pipeline sizes; default: the paper's.
 
     Errors that stop the whole run (bad options, no weights, no device) raise
     `mammocli.errors.MammocliError` subclasses."""
-    base = config or PipelineConfig()
-    config = base.with_(**{k: v for k, v in (("tta", tta), ("seed", seed)) if v is not None})
-    if config.tta < 0:
-        raise ConfigError("tta must be 0 (no augmentation) or a positive number of draws")
+    if isinstance(config, PipelineConfig):
+        config = config.with_(**{k: v for k, v in (("tta", tta), ("seed", seed))
+                                 if v is not None})
+        if config.tta < 0:
+            raise ConfigError("tta must be 0 (no augmentation) or a positive number of draws")
+    else:  # a YAML file of pipeline sizes (e.g. examples/small_pipeline.yaml), or the paper's
+        config = load_pipeline_config(Path(config) if config is not None else None, tta=tta,
+                                      seed=seed)
+    try:
+        chosen = None if variants is None else tuple(
+            v if isinstance(v, Variant) else parse_variant(v) for v in variants)
+        kind = ModelKind(model) if model is not None else None
+    except ValueError:
+        raise ConfigError(f"unknown model {model!r} or variant in {list(variants or [])}",
+                          hint="models: view-wise, image-wise; variants: image-only, "
+                          "image-and-heatmaps") from None
     dicom = dicom or DicomOptions()
     root = Path(path)
     found = discover(root, options=dicom)
@@ -294,9 +308,7 @@ def predict(path: str | Path, *, family: Family | str = Family.DMV_CNN,
     collect = _Collect()
     outputs = Outputs.open([collect], planned)
     request = ModelRequest(
-        Family(family), ModelKind(model) if model is not None else None,
-        tuple(v if isinstance(v, Variant) else parse_variant(v) for v in variants)
-        if variants is not None else None,
+        get_family(family).name, kind, chosen,
         weights_locator(Path(weights_dir) if weights_dir else None, {}, progress=False))
     options = RunOptions(config=config, flip_mode=FlipMode(flip_mode), dicom=dicom,
                          device=device, precision=Precision(precision))

@@ -23,7 +23,6 @@ from .predictions import ModelScores
 from .tables import BreastKey, Labels
 
 
-
 class LevelMetrics(BaseModel):
     model_config = ConfigDict(frozen=True)
 

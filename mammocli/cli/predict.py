@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from ..api import (
+    ExamOutcome,
     ModelRequest,
     OutputsFailed,
     PredictInterrupted,
@@ -24,7 +25,6 @@ from ..api import (
 from ..config import FlipMode, RngMode
 from ..console import cell, log, progress, say, stderr
 from ..errors import EXIT_INTERRUPTED, ConfigError, InputError
-from ..inference.batch import ExamOutcome
 from ..inference.devices import configure_threads, tune_allocator
 from ..inference.precision import Precision
 from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
