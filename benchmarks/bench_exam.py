@@ -181,7 +181,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     _device = args.device
     from mammocli.inference.randomness import ExamRandomness
     from mammocli.io.discover import read_exam_folder
-    from mammocli.outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
+    from mammocli.vocabulary import ModelKind, Variant
 
     stages = args.stages.split(",")
     config = pipeline_config(args.size, args.tta)
@@ -199,13 +199,15 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
         allocator = tune_allocator()
 
-    from mammocli.inference.predictor import ModelKind, Models, Predictor
+    from mammocli.families.dmv_cnn import DmvCnnModels
+    from mammocli.inference.predictor import Predictor
 
     started = time.perf_counter()
-    models = Models.load(ModelKind.VIEW_WISE, (VARIANT_IMAGE_ONLY, VARIANT_IMAGE_AND_HEATMAPS),
-                         lambda name: weights / name, torch.device(args.device), config,
-                         patch_classifier=True,
-                         precision="fp32" if baseline else args.precision)
+    models = DmvCnnModels.load(ModelKind.VIEW_WISE,
+                               (Variant.IMAGE_ONLY, Variant.IMAGE_AND_HEATMAPS),
+                               lambda name: weights / name, torch.device(args.device), config,
+                               patch_classifier=True,
+                               precision="fp32" if baseline else args.precision)
     load_seconds = time.perf_counter() - started
     if baseline:  # plain fp32 NCHW, as loaded
         assert models.heatmap_engine is not None
@@ -250,7 +252,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 before = engine.forwarded
                 heatmaps = _timed(record, "heatmaps",
-                                  lambda p=subset, r=rng: predictor.compute_heatmaps(p, r))
+                                  lambda p=subset, r=rng: models.compute_heatmaps(p, r))
                 forwarded = engine.forwarded - before
             record["heatmaps"]["patches"] = sum(h.patches for hs in heatmaps.values()
                                                 for h in hs)
@@ -267,14 +269,14 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                     heatmaps[view] = [Heatmaps(np.full(i.pixels.shape, 0.5, np.float32),
                                                np.full(i.pixels.shape, 0.5, np.float32), 0)
                                       for i in imgs]
-        for stage, variant in (("image", VARIANT_IMAGE_ONLY),
-                               ("imageheatmaps", VARIANT_IMAGE_AND_HEATMAPS)):
+        for stage, variant in (("image", Variant.IMAGE_ONLY),
+                               ("imageheatmaps", Variant.IMAGE_AND_HEATMAPS)):
             if stage not in stages:
                 continue
             if baseline:
                 from mammocli.inference.classify import ClassifierImage
 
-                use = variant == VARIANT_IMAGE_AND_HEATMAPS
+                use = variant == Variant.IMAGE_AND_HEATMAPS
                 images = {v: [ClassifierImage(img.pixels, img.best_center,
                                               (heatmaps[v][i].benign, heatmaps[v][i].malignant)
                                               if use else None)
@@ -284,7 +286,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                                     m, im, config, r.tta(v), config.tta))
             else:
                 labels, _, _ = _timed(record, stage, lambda v=variant, p=prepared,
-                                      h=heatmaps, r=rng: predictor.classify(v, p, h, r))
+                                      h=heatmaps, r=rng: models.classify(v, p, h, r, config))
             record[stage]["draws"] = 4 * max(config.tta, 1)
             outputs[f"{stage}_labels"] = labels
         record["rss_after_exam"] = rss_now()

@@ -18,9 +18,9 @@ import numpy as np
 from mammocli.config import FlipMode, PipelineConfig
 from mammocli.inference.devices import select_device, tune_allocator
 from mammocli.inference.precision import Precision, configure
-from mammocli.inference.predictor import Predictor
 from mammocli.io.exam import ExamSource, ImageSource
 from mammocli.models.loading import load_patch_classifier
+from mammocli.preprocess.prepare import ExamPreparer
 from mammocli.views import VIEWS
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "nyu" / "reference"
@@ -55,13 +55,10 @@ def main() -> None:
                            device, dtype=dtype)
     config = PipelineConfig()
 
-    class _Models:  # Predictor.prepare needs no models
-        breast: dict = {}
-
-    predictor = Predictor(_Models(), config)  # type: ignore[arg-type]
+    prepare = ExamPreparer(config)  # stages 1-2 need no models
     strides = random.Random(0)  # one stream over exam 0 then exam 1, as the authors' run
     for i, entry in enumerate(entries):
-        prepared = predictor.prepare(exam_source(root, entry, f"exam{i}"))
+        prepared = prepare(exam_source(root, entry, f"exam{i}"))
         images = [img.pixels for view in VIEWS for img in prepared[view]]
         grids = [engine.grid(im.shape, strides) for im in images]
         if i not in wanted:

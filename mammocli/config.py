@@ -6,28 +6,11 @@ Tests run the very same code with small values (see `PipelineConfig.small`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import Enum
 
 from .views import Angle
+from .vocabulary import FlipMode, RngMode
 
-
-class RngMode(str, Enum):
-    """How random streams span the exams of a run.
-
-    EXAM: every exam starts from the seed, so its result does not depend on the other exams.
-    RUN: one stream across all exams in order, as the authors' scripts do (compatibility mode).
-    """
-
-    EXAM = "exam"
-    RUN = "run"
-
-
-class FlipMode(str, Enum):
-    """The authors' `horizontal_flip`: NO = L views face right, R views face left as stored."""
-
-    AUTO = "auto"
-    NO = "no"
-    YES = "yes"
+__all__ = ["FlipMode", "PipelineConfig", "RngMode"]  # the enums live in vocabulary
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from conftest import require_reference
 from reference_cases import Reference
 
 from mammocli.config import PipelineConfig, RngMode
+from mammocli.families.dmv_cnn import DmvCnnModels
 from mammocli.inference.classify import (
     ClassifierImage,
     draw_windows,
@@ -33,12 +34,13 @@ from mammocli.inference.classify import (
     view_wise_probabilities,
 )
 from mammocli.inference.heatmaps import HeatmapEngine
-from mammocli.inference.predictor import ModelKind, Models, Predictor, stored_orientation
+from mammocli.inference.predictor import Predictor
 from mammocli.inference.randomness import ExamRandomness
 from mammocli.models.loading import load_image_wise, load_patch_classifier, load_view_wise
-from mammocli.outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
+from mammocli.outputs.heatmaps import stored_orientation
 from mammocli.preprocess.window import cut_window, standardize_image_channel
 from mammocli.views import LABELS, VIEWS, Angle
+from mammocli.vocabulary import ModelKind, Variant
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +69,7 @@ def patch_engine(ref: Reference) -> HeatmapEngine:
 
 @pytest.fixture(scope="session")
 def reference_prepared(ref: Reference, exact_config: PipelineConfig):
-    predictor = Predictor(Models(ModelKind.VIEW_WISE, CPU, {}, None), exact_config)
+    predictor = Predictor(DmvCnnModels(ModelKind.VIEW_WISE, CPU, {}, None), exact_config)
     return [predictor.prepare(exam) for exam in ref.exams()]
 
 
@@ -75,9 +77,9 @@ def reference_prepared(ref: Reference, exact_config: PipelineConfig):
 def reference_heatmaps(reference_prepared, patch_engine: HeatmapEngine,
                        exact_config: PipelineConfig):
     """Heatmaps of exams 0 and 1 in one stride-list stream (the expensive part, done once)."""
-    predictor = Predictor(Models(ModelKind.VIEW_WISE, CPU, {}, patch_engine), exact_config)
+    models = DmvCnnModels(ModelKind.VIEW_WISE, CPU, {}, patch_engine)
     rng = ExamRandomness(0)
-    return [(prepared, predictor.compute_heatmaps(prepared, rng))
+    return [(prepared, models.compute_heatmaps(prepared, rng))
             for prepared in reference_prepared]
 
 
@@ -85,7 +87,7 @@ def test_stage1_stage2_match_reference(ref: Reference, exact_config: PipelineCon
     expected = ref.json("exam_list_with_best_center.json") + ref.json(
         "big_exam_list_with_best_center.json")
     exams = ref.exams() + ref.exams("big_exams")
-    predictor = Predictor(Models(ModelKind.VIEW_WISE, CPU, {}, None), exact_config)
+    predictor = Predictor(DmvCnnModels(ModelKind.VIEW_WISE, CPU, {}, None), exact_config)
     for exam, want in zip(exams, expected, strict=True):
         prepared = predictor.prepare(exam)
         for view in VIEWS:
@@ -213,7 +215,7 @@ def test_view_wise_models_match_reference(ref: Reference, reference_heatmaps, va
 def test_big_exam_image_only_matches_reference(ref: Reference, tta: int) -> None:
     config = PipelineConfig(tta=tta, rng_mode=RngMode.RUN)
     model = load_view_wise(ref.weights / "sample_image_model.p", 1)
-    predictor = Predictor(Models(ModelKind.VIEW_WISE, CPU, {}, None), config)
+    predictor = Predictor(DmvCnnModels(ModelKind.VIEW_WISE, CPU, {}, None), config)
     prepared = predictor.prepare(ref.exams("big_exams")[0])
     draws, _, preds = _run_view_wise([(prepared, {})], model, config, False)
     recorded = ref.json(f"big_stage4a_image_{'aug10' if tta else 'noaug'}.json")
@@ -223,22 +225,21 @@ def test_big_exam_image_only_matches_reference(ref: Reference, tta: int) -> None
 
 
 @pytest.mark.parametrize("variant,weights,channels", [
-    ("4a_image", "ImageOnly__ModeImage_weights.p", VARIANT_IMAGE_ONLY),
-    ("4b_imageheatmaps", "ImageHeatmaps__ModeImage_weights.p", VARIANT_IMAGE_AND_HEATMAPS),
+    ("4a_image", "ImageOnly__ModeImage_weights.p", Variant.IMAGE_ONLY),
+    ("4b_imageheatmaps", "ImageHeatmaps__ModeImage_weights.p", Variant.IMAGE_AND_HEATMAPS),
 ])
 @pytest.mark.parametrize("tta", [0, 10])
 def test_image_wise_single_image_matches_reference(ref: Reference, reference_heatmaps,
-                                                   variant: str, weights: str, channels: str,
+                                                   variant: str, weights: str, channels: Variant,
                                                    tta: int) -> None:
     """Our bug-free single-image result equals the authors' batch-size-1 run (the image-wise
     model on the L-CC view alone; the authors' single pipeline does not flip L-CC either)."""
     prepared, heatmaps = reference_heatmaps[0]
     l_cc = VIEWS[0]
     model = load_image_wise(ref.weights / weights)
-    predictor = Predictor(Models(ModelKind.IMAGE_WISE, CPU, {channels: model}, None),
-                          PipelineConfig(tta=tta))
-    _, per_view, draws = predictor.classify(channels, {l_cc: prepared[l_cc]}, heatmaps,
-                                            ExamRandomness(0))
+    models = DmvCnnModels(ModelKind.IMAGE_WISE, CPU, {channels: model}, None)
+    _, per_view, draws = models.classify(channels, {l_cc: prepared[l_cc]}, heatmaps,
+                                         ExamRandomness(0), PipelineConfig(tta=tta))
     assert per_view is not None
     recorded = ref.json(f"single{variant}_{'aug10' if tta else 'noaug'}.json")
     _check_windows(draws, recorded["windows"])

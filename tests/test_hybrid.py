@@ -213,12 +213,14 @@ def test_wide_layout_missing_reader_glob(reader_study_csv: Path) -> None:
 
 
 def result(exam: str, left: float, right: float) -> dict[str, object]:
+    """A result as mammocli 0.1 wrote it (schema 1.0: no family field)."""
     probs = {"left": {"benign": 0.1, "malignant": left}, "right": {"benign": 0.2,
                                                                   "malignant": right}}
-    return {"exam_id": exam, "model": "view-wise", "views": {},
-            "predictions": {"image_and_heatmaps": probs}, "primary_variant": "image_and_heatmaps",
-            "device": "cpu", "seed": 0, "rng_mode": "per-exam", "tta": 1, "duration_s": 0.1,
-            "weights": [], "mammocli_version": "0.1.0"}
+    return {"schema_version": "1.0", "status": "ok", "exam_id": exam, "model": "view-wise",
+            "views": {}, "predictions": {"image_and_heatmaps": probs},
+            "primary_variant": "image_and_heatmaps", "device": "cpu", "precision": "fp32",
+            "seed": 0, "rng_mode": "exam", "tta": 1, "duration_s": 0.1,
+            "weights": [], "mammocli_version": "0.1.0", "warnings": [], "skipped_files": []}
 
 
 def test_predictions_json_jsonl_and_folder(tmp_path: Path) -> None:

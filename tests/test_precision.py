@@ -18,15 +18,16 @@ import torch.nn.functional as F
 
 from mammocli.config import PipelineConfig
 from mammocli.errors import ConfigError
+from mammocli.families.dmv_cnn import DmvCnnModels
 from mammocli.inference.heatmaps import HeatmapEngine
 from mammocli.inference.precision import Precision, configure, cpu_bf16_problem
-from mammocli.inference.predictor import ModelKind, Models, Predictor
+from mammocli.inference.predictor import Predictor
 from mammocli.inference.randomness import ExamRandomness
 from mammocli.io.discover import read_exam_folder
 from mammocli.models import densenet, resnet22
 from mammocli.models.densenet import PatchClassifier
-from mammocli.outputs.schema import VARIANT_IMAGE_ONLY
 from mammocli.synthetic.phantoms import _randomise, phantom, write_exam, write_random_weights
+from mammocli.vocabulary import ModelKind, Variant
 
 # Measured deviations from fp32 on these cases are far smaller (see README "Performance");
 # the bounds leave room for other CPUs' bf16 kernels while still catching a broken mode.
@@ -88,13 +89,13 @@ def test_bf16_breast_predictions_stay_close_to_fp32_and_are_recorded(weights: Pa
     results = {}
     for precision in (Precision.FP32, Precision.BF16):
         # Image-only keeps this fast; the patch network's bf16 path has its own test above.
-        models = Models.load(ModelKind.VIEW_WISE, (VARIANT_IMAGE_ONLY,),
+        models = DmvCnnModels.load(ModelKind.VIEW_WISE, (Variant.IMAGE_ONLY,),
                              lambda name: weights / name, CPU, config, precision=precision)
         assert models.precision is precision
         result = Predictor(models, config).run(source, ExamRandomness(0)).result
         assert result is not None and result.precision == precision.value
         results[precision] = result
-    for variant in (VARIANT_IMAGE_ONLY,):
+    for variant in (Variant.IMAGE_ONLY,):
         a = results[Precision.FP32].predictions[variant]
         b = results[Precision.BF16].predictions[variant]
         for side in ("left", "right"):

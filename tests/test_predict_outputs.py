@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from mammocli.analysis.predictions import load_predictions
 from mammocli.analysis.tables import Columns
-from mammocli.cli import predict as predict_cli
 from mammocli.cli.app import app
+from mammocli.families.dmv_cnn import DmvCnnModels
 from mammocli.inference.predictor import Predictor
 from mammocli.outputs import sinks
 from mammocli.outputs.schema import PredictionResult
@@ -49,7 +49,7 @@ def no_compute(monkeypatch) -> None:
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("models loaded before the outputs were checked")
 
-    monkeypatch.setattr(predict_cli.Models, "load", boom)
+    monkeypatch.setattr(DmvCnnModels, "load", boom)
 
 
 def test_failed_exam_has_a_record_and_csv_rows_merge_on_resume(tmp_path: Path, args) -> None:

@@ -16,12 +16,11 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ConfigError, InputError
+from ..vocabulary import SCHEMA_VERSION
 from . import metrics
 from .metrics import Estimate, ThresholdStats
 from .predictions import ModelScores
 from .tables import BreastKey, Labels
-
-SCHEMA_VERSION = "1.0"
 
 
 class LevelMetrics(BaseModel):

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ConfigError, InputError
+from ..vocabulary import SCHEMA_VERSION
 from . import metrics
 from .metrics import Estimate
 from .predictions import ModelScores
@@ -33,7 +34,6 @@ from .tables import (
     read_csv,
 )
 
-SCHEMA_VERSION = "1.0"
 DEFAULT_WEIGHT = 0.5  # the paper's plain average
 
 

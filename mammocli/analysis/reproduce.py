@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,13 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import FlipMode, PipelineConfig, RngMode
 from ..console import log
 from ..errors import ConfigError, InputError
+from ..families.dmv_cnn import FAMILY, DmvCnnModels
 from ..inference.batch import run_exams
-from ..inference.predictor import VARIANTS, ModelKind, Models, Predictor
+from ..inference.predictor import Predictor
 from ..inference.randomness import ExamRandomness
 from ..io.exam import ExamSource, ImageSource
 from ..io.load import read_view_image
 from ..preprocess.prepare import prepare_image
 from ..views import LABELS, VIEWS, View
+from ..vocabulary import ModelKind, Variant
 from ..weights import Registry, download_samples, load_registry, resolve_weights
 
 DEFAULT_TOLERANCE = 2e-3
@@ -41,8 +43,6 @@ SINGLE_LABELS: tuple[str, ...] = ("benign", "malignant")
 # Settings the command fixes because they define "as the authors ran it" (seed and TTA are
 # top-level manifest fields instead).
 _FIXED_SETTINGS = {"seed", "tta", "rng_mode"}
-
-Variant = Literal["image_only", "image_and_heatmaps"]
 
 
 # ---- manifest -----------------------------------------------------------------------------------
@@ -226,9 +226,9 @@ class ReproduceReport:
 # ---- runs ---------------------------------------------------------------------------------------
 
 
-def _variants(expected_sets: list[Mapping[Variant, object]]) -> tuple[str, ...]:
+def _variants(expected_sets: list[Mapping[Variant, object]]) -> tuple[Variant, ...]:
     wanted = {v for expected in expected_sets for v in expected}
-    return tuple(v for v in VARIANTS if v in wanted)
+    return tuple(v for v in FAMILY.variants if v in wanted)
 
 
 def _source(name: str, view: View, paths: Mapping[str, Path]) -> ImageSource:
@@ -252,7 +252,7 @@ def run_view_wise(manifest: Manifest, paths: Mapping[str, Path],
     """All exams in order through one Predictor: one random stream, as the authors' run.sh."""
     config = manifest.config()
     variants = _variants([e.expected for e in manifest.exams])
-    models = Models.load(ModelKind.VIEW_WISE, variants, locate, device, config)
+    models = DmvCnnModels.load(ModelKind.VIEW_WISE, variants, locate, device, config)
     predictor = Predictor(models, config, flip_mode=FlipMode.NO)
     exams = [
         ExamSource(exam_id=exam.id, folder=paths[exam.views[View.L_CC][0]].parent,
@@ -284,19 +284,18 @@ def run_single(single: SingleCase, manifest: Manifest, paths: Mapping[str, Path]
     log.info("image-wise models: %s as %s", single.file, single.view.value)
     config = manifest.config()
     variants = _variants([single.expected])
-    models = Models.load(ModelKind.IMAGE_WISE, variants, locate, device, config)
-    predictor = Predictor(models, config, flip_mode=single.horizontal_flip)
+    models = DmvCnnModels.load(ModelKind.IMAGE_WISE, variants, locate, device, config)
     image = read_view_image(_source(single.file, single.view, paths))
     prepared = {single.view: [prepare_image(image, single.horizontal_flip, config)]}
     rng = ExamRandomness(config.seed)  # fresh: run_single.sh is a process of its own
-    heatmaps = predictor.compute_heatmaps(prepared, rng) if predictor.need_heatmaps else None
+    heatmaps = models.compute_heatmaps(prepared, rng) if models.needs_heatmaps() else None
     rows: list[Comparison] = []
     for variant, expected in single.expected.items():
         with warnings.catch_warnings():
             # The breast means of classify() average no view for the other side: harmless here,
             # the single-image result is the per-view value.
             warnings.simplefilter("ignore", RuntimeWarning)
-            _, per_view, _ = predictor.classify(variant, prepared, heatmaps, rng)
+            _, per_view, _ = models.classify(variant, prepared, heatmaps, rng, config)
         assert per_view is not None  # image-wise models always give per-view values
         benign, malignant = per_view[single.view]
         rows += compare("single", variant, {"benign": benign, "malignant": malignant},

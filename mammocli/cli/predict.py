@@ -1,152 +1,85 @@
-"""`mammocli predict` and `mammocli heatmaps`."""
+"""`mammocli predict` and `mammocli heatmaps`: parse the options, call `mammocli.api`, render,
+choose the exit code."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import fields
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.table import Table
-from rich.text import Text
 
-from ..config import FlipMode, PipelineConfig, RngMode
-from ..console import log, progress, stderr
-from ..errors import EXIT_INTERRUPTED, ConfigError, InputError, OutputError
-from ..inference.batch import ExamOutcome, run_exams
-from ..inference.devices import configure_threads, select_device, tune_allocator
-from ..inference.parallel import PredictorSpec, parse_devices, run_exams_on_devices
+from ..api import (
+    ExamOutcome,
+    ModelRequest,
+    OutputsFailed,
+    PredictInterrupted,
+    RunOptions,
+    RunReport,
+    export_many,
+    load_pipeline_config,
+    predict_many,
+)
+from ..config import FlipMode, RngMode
+from ..console import cell, log, progress, say, stderr
+from ..errors import EXIT_INTERRUPTED, ConfigError, InputError
+from ..inference.devices import configure_threads, tune_allocator
 from ..inference.precision import Precision
-from ..inference.predictor import ModelKind, Models, Predictor
 from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
 from ..io.discover import discover, discover_exams, read_views_csv
-from ..outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY, printable
-from ..outputs.sinks import (
-    CsvSink,
-    HeatmapFolders,
-    Outputs,
-    PlannedExam,
-    StdoutSink,
-    plan_exams,
-    result_sink,
-)
+from ..outputs.schema import printable
+from ..outputs.sinks import CsvSink, HeatmapFolders, Outputs, PlannedExam, plan_exams, result_sink
+from ..vocabulary import ModelKind, Variant, parse_variant
 from ..weights.overrides import WEIGHTS_HELP, parse_weight_overrides, weights_locator
 from .common import handle_errors, report_error
 
-_VARIANT_NAMES = {
-    "image-only": VARIANT_IMAGE_ONLY,
-    "image_only": VARIANT_IMAGE_ONLY,
-    "image-and-heatmaps": VARIANT_IMAGE_AND_HEATMAPS,
-    "image_and_heatmaps": VARIANT_IMAGE_AND_HEATMAPS,
-}
 
-
-def parse_variants(text: str) -> tuple[str, ...]:
+def parse_variants(text: str) -> tuple[Variant, ...]:
     out = []
-    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
-        if part not in _VARIANT_NAMES:
-            raise ConfigError(f"unknown variant {part!r}; use image-only and/or image-and-heatmaps")
-        out.append(_VARIANT_NAMES[part])
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            out.append(parse_variant(part))
+        except ValueError:
+            raise ConfigError(f"unknown variant {part.lower()!r}; use image-only and/or "
+                              "image-and-heatmaps") from None
     if not out:
         raise ConfigError("--variants needs at least one variant")
     return tuple(dict.fromkeys(out))
 
 
-def load_pipeline_config(path: Path | None, **overrides: object) -> PipelineConfig:
-    """Defaults are the paper's; a YAML file may change any field (e.g. smaller windows)."""
-    values: dict[str, object] = {}
-    if path is not None:
-        try:
-            doc = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the pipeline config ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise ConfigError(f"{path}: expected a mapping of pipeline settings")
-        known = {f.name for f in fields(PipelineConfig)}
-        unknown = sorted(set(doc) - known)
-        if unknown:
-            raise ConfigError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        for key, value in doc.items():
-            values[key] = tuple(value) if isinstance(value, list) else value
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if "rng_mode" in values:
-        values["rng_mode"] = RngMode(values["rng_mode"])
-    config = PipelineConfig(**values)  # type: ignore[arg-type]
-    if config.tta < 0:
-        raise ConfigError("--tta must be 0 (no augmentation) or a positive number of draws")
-    return config
+@contextmanager
+def _rendering(total: int, quiet: bool) -> Iterator[Callable[[PlannedExam, ExamOutcome], None]]:
+    """The per-exam callback: progress bar, a line per skipped or failed exam."""
+    with progress(not quiet) as bar:
+        task = bar.add_task("exams", total=total) if bar else None
+
+        def on_outcome(planned: PlannedExam, outcome: ExamOutcome) -> None:
+            if bar is not None:
+                bar.advance(task)
+            if outcome.skipped is not None:
+                log.warning("%s: skipped, %s", printable(planned.exam.exam_id), outcome.skipped)
+            elif outcome.failure is not None:
+                prefix = f"{planned.exam.exam_id}: "
+                error = outcome.failure.error
+                report_error(InputError(error if error.startswith(prefix) else prefix + error,
+                                        outcome.failure.hint))
+
+        yield on_outcome
 
 
-def deliver_outcomes(todo: list[PlannedExam], exam_outcomes: Iterator[ExamOutcome],
-                     outputs: Outputs, heat: HeatmapFolders | None,
-                     quiet: bool) -> list[ExamOutcome]:
-    """Write each outcome as its exam finishes. On an interrupt or an output that cannot be
-    written, stop, keep what was written, and say where it is and how to go on."""
-    outcomes: list[ExamOutcome] = []
-    try:
-        with progress(not quiet) as bar:
-            task = bar.add_task("exams", total=len(todo)) if bar else None
-            for planned, outcome in zip(todo, exam_outcomes, strict=True):
-                if bar is not None:
-                    bar.advance(task)
-                if outcome.skipped is not None:
-                    log.warning("%s: skipped, %s", printable(planned.exam.exam_id),
-                                outcome.skipped)
-                    continue
-                outcomes.append(outcome)
-                if outcome.failure is not None:
-                    failure = outcome.failure
-                    prefix = f"{planned.exam.exam_id}: "
-                    report_error(InputError(failure.error if failure.error.startswith(prefix)
-                                            else prefix + failure.error, failure.hint))
-                    outputs.write(planned, failure)
-                    continue
-                out = outcome.output
-                assert out is not None and out.result is not None
-                if heat is not None:
-                    heat.write(planned, out)
-                outputs.write(planned, out.result)
-    except KeyboardInterrupt:
-        _close(outputs)
-        stderr.print(Text(f"interrupted after {outputs.written} of {len(todo)} exam(s); "
-                          f"{outputs.written} record(s) kept in {outputs.where()}"))
-        if not isinstance(outputs.primary, StdoutSink):
-            stderr.print(Text("  to finish, run the same command again with --resume"))
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except OutputError as exc:
-        _close(outputs)
-        raise OutputError(f"{exc.message}; the run stopped after {outputs.written} of "
-                          f"{len(todo)} exam(s), whose records were kept in {outputs.where()}",
-                          exc.hint) from None
-    finally:
-        close = getattr(exam_outcomes, "close", None)
-        if close is not None:
-            close()  # stops preparation pools and device workers now, not at garbage collection
-    _close(outputs, raise_first=True)
-    return outcomes
-
-
-def _close(outputs: Outputs, raise_first: bool = False) -> None:
-    problems = outputs.close()
-    for problem in problems[1:] if raise_first else problems:
-        report_error(problem)
-    if raise_first and problems:
-        raise problems[0]
-
-
-def _summary(outcomes: list[ExamOutcome]) -> None:
+def _summary(report: RunReport) -> None:
     table = Table(title="mammocli predict", show_lines=False)
     for col in ("exam", "status", "L malignant", "R malignant", "seconds / error"):
         table.add_column(col)
-    for o in outcomes:  # user-supplied strings as Text: never read as console markup
+    for o in report.outcomes:  # user-supplied strings through cell(): never read as markup
         if o.failure is not None:
-            table.add_row(Text(printable(o.exam.exam_id)), Text("failed", style="red"), "", "",
-                          Text(printable(o.failure.error)))
+            table.add_row(cell(printable(o.exam.exam_id)), "[red]failed[/red]", "", "",
+                          cell(printable(o.failure.error)))
         elif o.output is not None and o.output.result is not None:
             r = o.output.result
-            table.add_row(Text(printable(r.exam_id)), "ok", f"{r.primary.left.malignant:.4f}",
+            table.add_row(cell(printable(r.exam_id)), "ok", f"{r.primary.left.malignant:.4f}",
                           f"{r.primary.right.malignant:.4f}", f"{r.duration_s:.1f}")
     stderr.print(table)
 
@@ -251,9 +184,7 @@ def register(app: typer.Typer) -> None:
                          views=read_views_csv(views_csv) if views_csv else None)
         for left_out in found.ignored:  # never drop a folder of the root without a word
             log.warning("%s: left out: %s", left_out.relative, left_out.reason)
-        planned, renamed = plan_exams(found.exams, path)
-        for note in renamed:
-            log.warning("%s", note)
+        planned = _planned(found.exams, path)
         # Every output target is checked before the first exam (and before loading models).
         sinks = [result_sink(output_arg, len(planned) == 1, overwrite=overwrite, resume=resume)]
         if csv_path is not None:
@@ -264,39 +195,19 @@ def register(app: typer.Typer) -> None:
             heat = HeatmapFolders(save_heatmaps, "--save-heatmaps", overwrite=overwrite,
                                   resume=resume)
             heat.plan(planned)
-        todo = [p for p in planned if outputs.done(p) is None]
-        if len(todo) < len(planned):
-            log.info("resuming: %d exam(s) already done", len(planned) - len(todo))
         locate = weights_locator(weights_dir, parse_weight_overrides(weights), progress=not quiet)
-        exam_list = [p.exam for p in todo]
-        if devices:
-            if device != "auto":
-                raise ConfigError("use either --device or --devices, not both")
-            device_list = parse_devices(devices)
-            log.info("devices: %s (one worker process each)", ", ".join(device_list))
-            spec = PredictorSpec.resolve(model, chosen, locate, config,
-                                         precision=Precision(precision),
-                                         flip_mode=horizontal_flip,
-                                         need_heatmaps=save_heatmaps is not None, dicom=dicom)
-            exam_outcomes = run_exams_on_devices(exam_list, spec, device_list, threads,
-                                                 prepare_workers)
-        else:
-            torch_device = select_device(device)
-            log.info("device: %s", torch_device)
-            models = Models.load(model, chosen, locate, torch_device, config,
-                                 patch_classifier=save_heatmaps is not None, precision=precision)
-            predictor = Predictor(models, config, flip_mode=horizontal_flip,
-                                  need_heatmaps=save_heatmaps is not None, dicom=dicom)
-            by_exam = {id(p.exam): p for p in todo}
-            exam_outcomes = run_exams(exam_list, predictor, prepare_workers=prepare_workers,
-                                      claim=lambda e: outputs.claim(by_exam[id(e)]))
-
-        outcomes = deliver_outcomes(todo, exam_outcomes, outputs, heat, quiet)
-        if len(outcomes) > 1 and not quiet:
-            _summary(outcomes)
-        failures = [o.failure for o in outcomes if o.failure is not None]
-        if failures:
-            raise typer.Exit(max(f.exit_code for f in failures))
+        options = RunOptions(config=config, flip_mode=horizontal_flip, dicom=dicom,
+                             device=device, devices=tuple(devices.split(",")) if devices
+                             else (), precision=Precision(precision), threads=threads,
+                             prepare_workers=prepare_workers)
+        request = ModelRequest(kind=model, variants=chosen, locate=locate)
+        with _stops(), _rendering(len(planned), quiet) as on_outcome:
+            report = predict_many(planned, request, options, outputs, heatmaps=heat,
+                                  on_outcome=on_outcome)
+        if len(report.outcomes) > 1 and not quiet:
+            _summary(report)
+        if report.exit_code:
+            raise typer.Exit(report.exit_code)
 
     @app.command("heatmaps")
     @handle_errors
@@ -320,27 +231,47 @@ def register(app: typer.Typer) -> None:
         tune_allocator()
         configure_threads(threads)
         config = load_pipeline_config(pipeline_config, seed=seed, rng_mode=rng_stream)
-        planned, renamed = plan_exams(discover_exams(path), path)
-        for note in renamed:
-            log.warning("%s", note)
+        planned = _planned(discover_exams(path), path)
         heat = HeatmapFolders(output, "-o", overwrite=overwrite, resume=False)
         heat.plan(planned)
         locate = weights_locator(weights_dir, parse_weight_overrides(weights), progress=not quiet)
-        models = Models.load(ModelKind.VIEW_WISE, (), locate,
-                             select_device(device), config, patch_classifier=True,
-                             precision=precision)
-        predictor = Predictor(models, config, flip_mode=horizontal_flip, need_heatmaps=True)
-        failures = []
-        exams = [p.exam for p in planned]
-        for planned_exam, outcome in zip(planned, run_exams(exams, predictor), strict=True):
+        options = RunOptions(config=config, flip_mode=horizontal_flip, device=device,
+                             precision=Precision(precision))
+
+        def on_outcome(planned_exam: PlannedExam, outcome: ExamOutcome) -> None:
             if outcome.failure is not None:
-                failures.append(outcome.failure)
                 report_error(InputError(outcome.failure.error, outcome.failure.hint))
-                continue
-            assert outcome.output is not None
-            folder = heat.write(planned_exam, outcome.output)
-            if not quiet:
-                stderr.print(Text(f"{printable(outcome.exam.exam_id)}: heatmaps written to "
-                                  f"{printable(str(folder))}"))
-        if failures:
-            raise typer.Exit(max(f.exit_code for f in failures))
+            elif not quiet:
+                say(f"{printable(outcome.exam.exam_id)}: heatmaps written to "
+                    f"{printable(str(heat.folder(planned_exam)))}")
+
+        report = export_many(planned, ModelRequest(kind=ModelKind.VIEW_WISE, locate=locate),
+                             options, heat, on_outcome=on_outcome)
+        if report.exit_code:
+            raise typer.Exit(report.exit_code)
+
+
+def _planned(exams: Any, path: Path) -> list[PlannedExam]:
+    planned, renamed = plan_exams(exams, path)
+    for note in renamed:
+        log.warning("%s", note)
+    return planned
+
+
+@contextmanager
+def _stops() -> Iterator[None]:
+    """A run that stopped early: say what was kept and how to go on."""
+    try:
+        yield
+    except PredictInterrupted as stop:
+        for problem in stop.problems:
+            report_error(problem)
+        say(f"interrupted after {stop.written} of {stop.total} exam(s); "
+            f"{stop.written} record(s) kept in {stop.where}")
+        if stop.resumable:
+            say("  to finish, run the same command again with --resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OutputsFailed as failed:
+        for problem in failed.problems:
+            report_error(problem)
+        raise

@@ -12,10 +12,10 @@ from rich.table import Table
 from ..analysis.reproduce import ReproduceReport, load_manifest, reproduce
 from ..console import cell, say, stderr
 from ..inference.devices import select_device, tune_allocator
-from ..outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
+from ..vocabulary import Variant
 from .common import handle_errors, write_stdout
 
-_SHORT = {VARIANT_IMAGE_ONLY: "image", VARIANT_IMAGE_AND_HEATMAPS: "image+heatmaps"}
+_SHORT: dict[str, str] = {Variant.IMAGE_ONLY: "image", Variant.IMAGE_AND_HEATMAPS: "image+heatmaps"}
 
 
 def _table(report: ReproduceReport) -> Table:

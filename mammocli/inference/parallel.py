@@ -11,53 +11,64 @@ import multiprocessing
 import os
 import queue
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue as ProcessQueue
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import FlipMode, PipelineConfig, RngMode
 from ..errors import ConfigError
+from ..families import get_family
+from ..families.base import Locate
 from ..io.dicom.options import DicomOptions
 from ..io.exam import ExamSource
 from ..outputs.schema import ExamFailure
+from ..vocabulary import Export, Family, ModelKind, Precision, Variant
 from .batch import ExamOutcome, exam_failure, run_exams
 from .devices import available_cpus, configure_threads, select_device, tune_allocator
-from .precision import Precision
-from .predictor import ExamOutput, ModelKind, Models, Predictor
+from .predictor import ExamOutput, Predictor
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
 class PredictorSpec:
-    """Everything a worker needs to build its own `Predictor` (picklable: plain values and
-    the local paths of weight files the parent already downloaded and verified)."""
+    """Everything needed to build a `Predictor` on a device, in this process or in a worker
+    (picklable: plain values and the local paths of weight files already downloaded and
+    verified here)."""
 
+    family: Family
     kind: ModelKind
-    variants: tuple[str, ...]
+    variants: tuple[Variant, ...]
     weights: dict[str, Path]
     config: PipelineConfig
     precision: Precision = Precision.FP32
     flip_mode: FlipMode = FlipMode.AUTO
-    need_heatmaps: bool = False
+    exports: frozenset[Export] = frozenset()
     dicom: DicomOptions | None = None
 
     @classmethod
-    def resolve(cls, kind: ModelKind, variants: tuple[str, ...], locate: Callable[[str], Path],
-                config: PipelineConfig, *, precision: Precision = Precision.FP32,
-                flip_mode: FlipMode = FlipMode.AUTO, need_heatmaps: bool = False,
+    def resolve(cls, family: Family, kind: ModelKind, variants: tuple[Variant, ...],
+                locate: Locate, config: PipelineConfig, *,
+                precision: Precision = Precision.FP32, flip_mode: FlipMode = FlipMode.AUTO,
+                exports: frozenset[Export] = frozenset(),
                 dicom: DicomOptions | None = None) -> PredictorSpec:
         """The spec, with every weight file it needs located (downloaded and verified) here."""
-        names = Models.weight_files(kind, variants, patch_classifier=need_heatmaps)
-        return cls(kind, variants, {name: locate(name) for name in names}, config, precision,
-                   flip_mode, need_heatmaps, dicom)
+        names = get_family(family).weight_files(kind, variants, exports)
+        return cls(family, kind, variants, {name: locate(name) for name in names}, config,
+                   precision, flip_mode, exports, dicom)
 
-    def build(self, device: str) -> Predictor:
-        models = Models.load(self.kind, self.variants, self.weights.__getitem__,
-                             select_device(device), self.config,
-                             patch_classifier=self.need_heatmaps, precision=self.precision)
-        return Predictor(models, self.config, flip_mode=self.flip_mode,
-                         need_heatmaps=self.need_heatmaps, dicom=self.dicom)
+    def build(self, device: str | torch.device) -> Predictor:
+        """Load the models on `device` (a name is checked by `select_device`)."""
+        where = select_device(device) if isinstance(device, str) else device
+        models = get_family(self.family).load(
+            self.kind, self.variants, self.weights.__getitem__, where,
+            self.config, precision=self.precision, exports=self.exports)
+        return Predictor(models, self.config, flip_mode=self.flip_mode, exports=self.exports,
+                         dicom=self.dicom)
 
 
 def parse_devices(text: str) -> list[str]:
@@ -163,8 +174,7 @@ def _device_worker(spec: PredictorSpec, device: str, threads: int, prepare_worke
     for (index, _), outcome in zip(shard, outcomes, strict=True):
         if kill_at is not None and outcome.exam.exam_id == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        if outcome.output is not None and not predictor.need_heatmaps:
+        if outcome.output is not None and not predictor.exports:
             # The parent needs only the result: pickle less.
-            outcome = ExamOutcome(outcome.exam, output=ExamOutput(outcome.output.result,
-                                                                  {}, {}, {}))
+            outcome = ExamOutcome(outcome.exam, output=ExamOutput(outcome.output.result, {}))
         results.put((index, outcome))

@@ -8,19 +8,13 @@ tf32 is CUDA only (Ampere or later; elsewhere it computes fp32)."""
 from __future__ import annotations
 
 import functools
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..vocabulary import Precision
 
 if TYPE_CHECKING:  # torch is imported when a run starts, not when the CLI parses options
     import torch
-
-
-class Precision(str, Enum):
-    FP32 = "fp32"
-    BF16 = "bf16"  # networks in bfloat16; inputs standardised in fp32 first, outputs back in fp32
-    TF32 = "tf32"  # CUDA only: fp32 tensors, TensorFloat-32 matmuls and convolutions
 
 
 def cpu_capability() -> str:

@@ -13,6 +13,15 @@ from ..views import VIEWS, Side, View
 
 
 @dataclass(frozen=True)
+class DicomUids:
+    """Identifiers, for `--include-uids` only: never put these in logs or default outputs."""
+
+    study: str
+    series: str
+    sop_instance: str
+
+
+@dataclass(frozen=True)
 class ImageSource:
     """One image file assigned to a view."""
 
@@ -23,6 +32,8 @@ class ImageSource:
     # Stored facing direction when the file itself says so (DICOM PatientOrientation);
     # None: decided by the flip mode.
     facing: Side | None = None
+    # DICOM UIDs, read once at discovery and only under --include-uids (identifying data).
+    uids: DicomUids | None = None
 
 
 InputKind = Literal["png", "dicom"]

@@ -6,12 +6,22 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..inference.predictor import ExamOutput, stored_orientation
+from ..preprocess.orientation import to_canonical
+from ..preprocess.prepare import PreparedImage
 from .files import atomic_write_bytes, atomic_write_text
 from .schema import printable
+
+if TYPE_CHECKING:
+    from ..inference.predictor import ExamOutput
+
+
+def stored_orientation(heatmap: np.ndarray, image: PreparedImage) -> np.ndarray:
+    """Map a canonical heatmap back onto the stored (unflipped) cropped image."""
+    return np.ascontiguousarray(to_canonical(heatmap, image.orientation))
 
 
 def _stem(view: str, relative: str) -> str:

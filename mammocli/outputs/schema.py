@@ -8,17 +8,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, model_validator
 
-from ..views import LABELS
+from ..views import LABELS, View
+from ..vocabulary import SCHEMA_VERSION, Family, ModelKind, Precision, RngMode, Variant
+from ..weights.used import WeightsUsed
 
-SCHEMA_VERSION = "1.0"
-
-VARIANT_IMAGE_ONLY = "image_only"
-VARIANT_IMAGE_AND_HEATMAPS = "image_and_heatmaps"
-PRIMARY_VARIANT = VARIANT_IMAGE_AND_HEATMAPS
+SchemaVersion = Literal["2.0"]  # = SCHEMA_VERSION; a test checks they agree
+OrientationFrom = Literal["exam", "auto", "dicom"]  # exam.yaml / --horizontal-flip, tissue, header
 
 
 class _Frozen(BaseModel):
@@ -51,21 +51,30 @@ class BreastPredictions(_Frozen):
         )
 
 
+class Uids(_Frozen):
+    """DICOM identifiers of an image, only with --include-uids (identifying data)."""
+
+    study: str
+    series: str
+    sop_instance: str
+
+
+class SkippedRecord(_Frozen):
+    file: str  # relative to the exam folder
+    reason: str
+
+
 class ImageReport(_Frozen):
     source: str  # relative to the exam folder
     crop_window: tuple[int, int, int, int]  # (top, bottom, left, right) in the stored image
     flipped: bool  # mirrored to canonical orientation (breast facing right)
-    orientation_from: str  # "exam" (horizontal_flip), "auto" (tissue side) or "dicom"
+    orientation_from: OrientationFrom
     best_center: tuple[int, int]  # (row, col) in the cropped, canonical image
     distance_from_starting_side: int
-    predictions: dict[str, Probabilities] | None = None  # image-wise model only
-    uids: dict[str, str] | None = None  # DICOM Study/Series/SOP Instance UIDs, opt-in only
-
-
-class WeightsUsed(_Frozen):
-    name: str
-    sha256: str
-    path: str | None = None
+    predictions: dict[Variant, Probabilities] | None = None  # per-image models only
+    # The family's own per-image outputs (e.g. GMIC's patch boxes); None for the DMV-CNN.
+    outputs: dict[str, JsonValue] | None = None
+    uids: Uids | None = None  # DICOM Study/Series/SOP Instance UIDs, opt-in only
 
 
 class InputRef(_Frozen):
@@ -76,25 +85,46 @@ class InputRef(_Frozen):
     fingerprint: str
 
 
+def _upgrade(data: Any) -> Any:
+    """A record of schema 1.0 (mammocli 0.1, the DMV-CNN only) as 2.0: the same fields, and
+    the family it came from. Files written by earlier runs stay readable (hybrid, evaluate,
+    --resume)."""
+    if isinstance(data, dict) and data.get("schema_version") == "1.0":
+        data = {**data, "schema_version": SCHEMA_VERSION}
+        if data.get("status") == "ok":
+            data.setdefault("family", Family.DMV_CNN.value)
+    return data
+
+
 class PredictionResult(_Frozen):
-    schema_version: str = SCHEMA_VERSION
+    """Schema 2.0. Reading also accepts 1.0 records (see `_upgrade`)."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION  # type: ignore[assignment]
     status: Literal["ok"] = "ok"
     exam_id: str
-    model: Literal["view-wise", "image-wise"]
-    views: dict[str, list[ImageReport]]
-    predictions: dict[str, BreastPredictions]
-    primary_variant: str
+    family: Family
+    model: ModelKind  # the model of the family
+    views: dict[View, list[ImageReport]]
+    predictions: dict[Variant, BreastPredictions]
+    primary_variant: Variant
+    # The family's own exam-level outputs, beyond the per-breast probabilities.
+    outputs: dict[str, JsonValue] | None = None
     device: str
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     seed: int
-    rng_mode: str
-    tta: int
+    rng_mode: RngMode
+    tta: int = Field(ge=0)
     duration_s: float
     weights: list[WeightsUsed]
     mammocli_version: str
     warnings: list[str] = []
-    skipped_files: list[dict[str, str]] = []
+    skipped_files: list[SkippedRecord] = []
     input: InputRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def read_schema_1_0(cls, data: Any) -> Any:
+        return _upgrade(data)
 
     @property
     def primary(self) -> BreastPredictions:
@@ -102,13 +132,18 @@ class PredictionResult(_Frozen):
 
 
 class ExamFailure(_Frozen):
-    schema_version: str = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION  # type: ignore[assignment]
     status: Literal["failed"] = "failed"
     exam_id: str
     error: str
     hint: str | None = None
     exit_code: int
     input: InputRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def read_schema_1_0(cls, data: Any) -> Any:
+        return _upgrade(data)
 
 
 def printable(text: str) -> str:
@@ -138,7 +173,7 @@ def to_json(record: PredictionResult | ExamFailure, indent: int | None = None) -
 CSV_HEADER = ["exam_id", *LABELS]
 
 
-def csv_row(result: PredictionResult, variant: str | None = None) -> list[str]:
+def csv_row(result: PredictionResult, variant: Variant | None = None) -> list[str]:
     values = result.predictions[variant or result.primary_variant].as_labels()
     return [printable(result.exam_id), *(f"{values[k]:.4f}" for k in LABELS)]
 
@@ -151,6 +186,41 @@ def rows_to_csv(rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def to_csv(results: list[PredictionResult], variant: str | None = None) -> str:
+def to_csv(results: list[PredictionResult], variant: Variant | None = None) -> str:
     """The authors' four columns with `exam_id` first, 4 decimals as their CSVs."""
     return rows_to_csv([csv_row(r, variant) for r in results])
+
+
+# --- the committed JSON Schema -----------------------------------------------------------------
+
+SCHEMA_FILE = Path(__file__).with_name("result.schema.json")  # shipped as package data
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one record (a result or a failure, told apart by `status`), generated
+    from the models above. Regenerate the committed file with `python -m mammocli.outputs.schema`
+    (a test fails when the models and the file differ)."""
+    record = Annotated[PredictionResult | ExamFailure, Field(discriminator="status")]
+    schema = TypeAdapter(record).json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"mammocli result record, schema {SCHEMA_VERSION}",
+        **schema,
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def write_schema(path: Path = SCHEMA_FILE) -> Path:
+    from .files import atomic_write_text
+
+    atomic_write_text(path, schema_text())
+    return path
+
+
+if __name__ == "__main__":  # python -m mammocli.outputs.schema [PATH]
+    import sys
+
+    print(f"wrote {write_schema(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_FILE)}")

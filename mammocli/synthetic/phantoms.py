@@ -13,6 +13,7 @@ from scipy import ndimage
 from ..models.breast import ImageBreastModel, SplitBreastModel
 from ..models.densenet import PatchClassifier
 from ..views import VIEWS, Side, View
+from ..vocabulary import PATCH_WEIGHTS, WEIGHT_FILES, ModelKind, Variant
 
 
 def phantom(shape: tuple[int, int], rng: np.random.Generator, *, facing: Side = Side.RIGHT,
@@ -73,12 +74,10 @@ def write_random_weights(folder: Path, seed: int = 0) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    torch.save(_randomise(PatchClassifier(), seed).state_dict(), folder / "sample_patch_model.p")
-    for name, model in (
-        ("sample_image_model.p", SplitBreastModel(1)),
-        ("sample_imageheatmaps_model.p", SplitBreastModel(3)),
-        ("ImageOnly__ModeImage_weights.p", ImageBreastModel(1)),
-        ("ImageHeatmaps__ModeImage_weights.p", ImageBreastModel(3)),
-    ):
+    torch.save(_randomise(PatchClassifier(), seed).state_dict(), folder / PATCH_WEIGHTS)
+    for (_, kind, variant), name in WEIGHT_FILES.items():
+        channels = 3 if variant is Variant.IMAGE_AND_HEATMAPS else 1
+        model = SplitBreastModel(channels) if kind is ModelKind.VIEW_WISE \
+            else ImageBreastModel(channels)
         torch.save({"model": _randomise(model, seed).state_dict()}, folder / name)
     return folder

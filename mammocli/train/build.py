@@ -16,10 +16,10 @@ from torch.utils.data import Dataset
 from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..inference.heatmaps import HeatmapEngine
-from ..inference.predictor import PATCH_WEIGHTS
 from ..models.loading import load_patch_classifier
+from ..vocabulary import PATCH_WEIGHTS, Variant
 from ..weights.fetch import resolve_weights
-from .config import Task, TrainConfig, Variant
+from .config import Task, TrainConfig
 from .data import BreastDataset, PatchDataset, load_patch_image, prepare_exams
 from .manifest import read_breast_manifest, read_patch_manifest, split_rows
 

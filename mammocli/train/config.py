@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from ..config import PipelineConfig
 from ..errors import ConfigError
+from ..vocabulary import ModelKind, Variant, parse_variant
 
 
 class Task(str, Enum):
@@ -23,21 +31,20 @@ class Task(str, Enum):
     BREAST = "breast"
 
 
-class ModelKindName(str, Enum):
-    VIEW_WISE = "view-wise"
-    IMAGE_WISE = "image-wise"
-
-
-class Variant(str, Enum):
-    IMAGE_ONLY = "image-only"
-    IMAGE_AND_HEATMAPS = "image-and-heatmaps"
-
-
 class InitFrom(str, Enum):
     OFFICIAL = "official"  # the authors' weights (or user-registered ones) via resolve_weights
     CHECKPOINT = "checkpoint"  # a training checkpoint or a weight file in the official format
     RANDOM = "random"
     REGISTERED = "registered"  # weights you registered: `mammocli weights register NAME FILE`
+
+
+def _variant(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return parse_variant(value)
+        except ValueError:
+            pass  # pydantic names the allowed values
+    return value
 
 
 class _Strict(BaseModel):
@@ -63,8 +70,9 @@ class InitConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    kind: ModelKindName = ModelKindName.VIEW_WISE  # breast task only
-    variant: Variant = Variant.IMAGE_ONLY  # breast task only
+    kind: ModelKind = ModelKind.VIEW_WISE  # breast task only
+    # Written image-only or image_only (as `predict --variants`); breast task only.
+    variant: Annotated[Variant, BeforeValidator(_variant)] = Variant.IMAGE_ONLY
     init: InitConfig = Field(default_factory=InitConfig)
     # The patch classifier that computes heatmaps for the image-and-heatmaps variant: a weight
     # file in the official format, or null for the official (or registered) one.

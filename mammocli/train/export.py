@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..inference.predictor import PATCH_WEIGHTS
 from ..models.loading import load_strict
 from ..outputs.files import atomic_write_bytes, atomic_write_text
+from ..vocabulary import PATCH_WEIGHTS
 from .build import sha256
 from .config import Task, TrainConfig
 from .tasks import new_model, official_name

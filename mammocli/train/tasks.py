@@ -11,34 +11,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..inference.predictor import BREAST_WEIGHTS, PATCH_WEIGHTS, ModelKind
 from ..models.breast import ImageBreastModel, SplitBreastModel
 from ..models.densenet import PatchClassifier
 from ..models.loading import load_strict, read_state_dict
-from ..outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 from ..views import LABELS, VIEWS, Angle, View
+from ..vocabulary import PATCH_WEIGHTS, ModelKind, Variant, weight_file
 from ..weights.fetch import resolve_weights
 from ..weights.overrides import resolve_override
-from .config import InitFrom, ModelKindName, Task, TrainConfig, Variant
+from .config import InitFrom, Task, TrainConfig
 from .data import BENIGN, MALIGNANT, breast_side_labels
 
 PATCH_METRICS = ("malignant", "benign")  # one-vs-rest AUROC of the heatmap classes
-_VARIANTS = {Variant.IMAGE_ONLY: VARIANT_IMAGE_ONLY,
-             Variant.IMAGE_AND_HEATMAPS: VARIANT_IMAGE_AND_HEATMAPS}
 
 
 def official_name(config: TrainConfig) -> str:
     """The official file name of the trained model (what `predict --weights-dir` looks for)."""
     if config.task is Task.PATCH:
         return PATCH_WEIGHTS
-    return BREAST_WEIGHTS[(ModelKind(config.model.kind.value), _VARIANTS[config.model.variant])]
+    return weight_file(config.model.kind, config.model.variant)
 
 
 def new_model(config: TrainConfig) -> nn.Module:
     if config.task is Task.PATCH:
         return PatchClassifier()
     channels = 3 if config.model.variant is Variant.IMAGE_AND_HEATMAPS else 1
-    if config.model.kind is ModelKindName.VIEW_WISE:
+    if config.model.kind is ModelKind.VIEW_WISE:
         return SplitBreastModel(channels)
     return ImageBreastModel(channels)
 
@@ -116,7 +113,7 @@ class TaskSpec:
     def loss_of(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.task is Task.PATCH:
             return F.cross_entropy(out.float(), target)
-        if self.kind is ModelKindName.VIEW_WISE:
+        if self.kind is ModelKind.VIEW_WISE:
             # Both heads predict the four labels; the loss sums them.
             per_sample = _nll(out[Angle.CC].float(), target) + _nll(out[Angle.MLO].float(), target)
         else:
@@ -139,7 +136,7 @@ class TaskSpec:
             p = torch.softmax(out.float(), dim=1)
             return p[:, [MALIGNANT, BENIGN]], torch.stack(
                 [target == MALIGNANT, target == BENIGN], dim=1).long()
-        if self.kind is ModelKindName.VIEW_WISE:
+        if self.kind is ModelKind.VIEW_WISE:
             p = (out[Angle.CC].float().exp()[..., 1] + out[Angle.MLO].float().exp()[..., 1]) / 2
             return p, target
         # Image-wise: mean of the breast's CC and MLO predictions, in LABELS order.

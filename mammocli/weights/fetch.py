@@ -33,10 +33,10 @@ from rich.progress import Progress, TaskID
 from .. import __version__
 from ..console import download_progress, log
 from ..errors import DownloadError, WeightsError
-from ..outputs.schema import WeightsUsed
 from ..settings import Settings, load_settings
 from .registry import Entry, Registry, load_registry, sha256_file, verification_problem
 from .store import find_user_weights, verify_user_weights
+from .used import WeightsUsed
 
 _CHUNK = 1 << 16
 _MAX_WAIT = 30.0

@@ -19,18 +19,18 @@ from typing import Any
 
 from ..errors import ConfigError, WeightsError
 from ..settings import DEFAULT_WEIGHTS_URL, load_settings
+from ..vocabulary import PATCH_WEIGHTS, ModelKind, Variant, weight_file
 
 _CHUNK = 1 << 20
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
-# Canonical names of the five official weight files (= their file names in the authors' repository,
-# and the names expected inside a --weights-dir folder).
-PATCH = "sample_patch_model.p"
-VIEW_IMAGE = "sample_image_model.p"
-VIEW_IMAGEHEATMAPS = "sample_imageheatmaps_model.p"
-IMAGE_IMAGE = "ImageOnly__ModeImage_weights.p"
-IMAGE_IMAGEHEATMAPS = "ImageHeatmaps__ModeImage_weights.p"
+# The five official weight files, by role (the names come from the one table in vocabulary).
+PATCH = PATCH_WEIGHTS
+VIEW_IMAGE = weight_file(ModelKind.VIEW_WISE, Variant.IMAGE_ONLY)
+VIEW_IMAGEHEATMAPS = weight_file(ModelKind.VIEW_WISE, Variant.IMAGE_AND_HEATMAPS)
+IMAGE_IMAGE = weight_file(ModelKind.IMAGE_WISE, Variant.IMAGE_ONLY)
+IMAGE_IMAGEHEATMAPS = weight_file(ModelKind.IMAGE_WISE, Variant.IMAGE_AND_HEATMAPS)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from ...errors import InputError
 from ...views import Side
+from ..exam import DicomUids
 from .tags import (
     Kind,
     ViewInfo,
@@ -70,15 +71,6 @@ class PixelElement:
 
 
 @dataclass(frozen=True)
-class DicomUids:
-    """Identifiers, for `--include-uids` only: never put these in logs or default outputs."""
-
-    study: str
-    series: str
-    sop_instance: str
-
-
-@dataclass(frozen=True)
 class DicomHeader:
     """What discovery needs to know about one DICOM file. Holds no patient identifiers except
     the UIDs used for grouping, which callers must not print."""
@@ -98,6 +90,7 @@ class DicomHeader:
     instance_number: int
     pixels: int  # Rows x Columns
     patient: str = ""  # hash of the PatientID (see dicom_tags.patient_key); never the value
+    uids: DicomUids | None = None  # for --include-uids results only
 
 
 def read_header(path: Path, relative: str) -> tuple[Dataset, PixelElement]:
@@ -340,17 +333,11 @@ def _record(path: Path, relative: str, ds: Dataset, element: PixelElement,
         instance_number=_int(ds, "InstanceNumber") or 0,
         pixels=(_int(ds, "Rows") or 0) * (_int(ds, "Columns") or 0),
         patient=patient_key(ds),
-    )
-
-
-def dicom_uids(path: Path, relative: str) -> DicomUids:
-    """Study/Series/SOP Instance UIDs of a file, for results under `--include-uids` only."""
-    ds, _ = read_header(path, relative)
-    check_elements(ds, relative)
-    return DicomUids(
-        study=str(ds.get("StudyInstanceUID", "")),
-        series=str(ds.get("SeriesInstanceUID", "")),
-        sop_instance=str(ds.get("SOPInstanceUID", "")),
+        uids=DicomUids(
+            study=str(ds.get("StudyInstanceUID", "")),
+            series=str(ds.get("SeriesInstanceUID", "")),
+            sop_instance=str(ds.get("SOPInstanceUID", "")),
+        ),
     )
 
 

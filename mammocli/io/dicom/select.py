@@ -161,7 +161,8 @@ def select_images(headers: Sequence[DicomHeader], options: DicomOptions,
                 notes.append(f"{c.header.relative}: {view} uses an implant-displaced view")
         images[view] = tuple(
             ImageSource(path=c.header.path, relative=c.header.relative, view=view,
-                        kind="dicom", facing=c.header.facing)
+                        kind="dicom", facing=c.header.facing,
+                        uids=c.header.uids if options.include_uids else None)
             for c in sorted(candidates, key=lambda c: c.header.relative))
     if any(c.header.implant_present for cs in by_view.values() for c in cs):
         notes.append("breast implant present: the model was not validated on implant exams")

@@ -1,0 +1,316 @@
+"""The library entry points for predictions: `predict` for Python users, `predict_many` and
+`export_many` behind `mammocli predict` and `mammocli heatmaps`.
+
+Silent and typed: progress and per-exam messages go to the caller's `on_outcome`; the only
+logging is the `mammocli` logger's info lines (device, resume) that the CLI shows on stderr.
+The output sinks (`outputs.sinks`) own the overwrite, resume and failure-record rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from .config import FlipMode, PipelineConfig, RngMode
+from .console import log
+from .errors import ConfigError, OutputError
+from .families import get_family
+from .families.base import Locate
+from .inference.batch import ExamOutcome, run_exams
+from .inference.devices import select_device
+from .inference.parallel import PredictorSpec, parse_devices, run_exams_on_devices
+from .io.dicom.options import DicomOptions
+from .io.discover import discover
+from .outputs.schema import ExamFailure, PredictionResult
+from .outputs.sinks import (
+    HeatmapFolders,
+    Outputs,
+    PlannedExam,
+    Record,
+    Sink,
+    StdoutSink,
+    plan_exams,
+)
+from .vocabulary import Export, Family, ModelKind, Precision, Variant, parse_variant
+from .weights.overrides import weights_locator
+
+__all__ = [
+    "ExamOutcome", "ModelRequest", "OutputsFailed", "PredictInterrupted", "RunOptions", "RunReport",
+    "export_many", "load_pipeline_config", "predict", "predict_many",
+]
+
+OnOutcome = Callable[[PlannedExam, ExamOutcome], None]
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Which networks: a family, one of its models (`kind`) and variants (default: its first
+    model, every variant), and where their weight files come from (default: the verified cache,
+    downloaded on first use)."""
+
+    family: Family = Family.DMV_CNN
+    kind: ModelKind | None = None
+    variants: tuple[Variant, ...] | None = None
+    locate: Locate | None = None
+
+    def resolved(self) -> tuple[ModelKind, tuple[Variant, ...], Locate]:
+        family = get_family(self.family)
+        kind = self.kind or family.kinds[0]
+        if kind not in family.kinds:
+            raise ConfigError(f"the {family.name.value} family has no {kind.value} model",
+                              hint=f"choose from {', '.join(k.value for k in family.kinds)}")
+        variants = family.variants if self.variants is None else self.variants
+        unknown = [v.value for v in variants if v not in family.variants]
+        if unknown:
+            raise ConfigError(f"unknown variant(s) {', '.join(unknown)} for "
+                              f"{family.name.value}",
+                              hint=f"choose from {', '.join(v.value for v in family.variants)}")
+        return kind, tuple(variants), self.locate or weights_locator(None, {}, progress=False)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: sizes and seed (`config`), orientation, DICOM reading, device(s)."""
+
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    flip_mode: FlipMode = FlipMode.AUTO
+    dicom: DicomOptions = field(default_factory=DicomOptions)
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    devices: tuple[str, ...] = ()  # several, one worker process each ("cuda" = every GPU)
+    precision: Precision = Precision.FP32
+    threads: int = 0  # per --devices worker; 0: the CPUs shared out
+    prepare_workers: int = 0
+    exports: frozenset[Export] = frozenset()  # e.g. heatmaps, for a HeatmapFolders writer
+
+
+@dataclass
+class RunReport:
+    """What a run did: the outcomes computed here (results and failures, input order), and the
+    exams left out (done by an earlier run, or being computed by another run)."""
+
+    outcomes: list[ExamOutcome] = field(default_factory=list)
+    already_done: int = 0
+    skipped: list[tuple[PlannedExam, str]] = field(default_factory=list)
+    written: int = 0
+
+    @property
+    def failures(self) -> list[ExamFailure]:
+        return [o.failure for o in self.outcomes if o.failure is not None]
+
+    @property
+    def results(self) -> list[PredictionResult]:
+        return [o.output.result for o in self.outcomes
+                if o.output is not None and o.output.result is not None]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every exam computed here succeeded, else the worst failure's code."""
+        return max((f.exit_code for f in self.failures), default=0)
+
+
+class PredictInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: every finished record was kept (`written` of `total`)."""
+
+    def __init__(self, written: int, total: int, where: str, resumable: bool,
+                 problems: list[OutputError]) -> None:
+        super().__init__(f"interrupted after {written} of {total} exam(s)")
+        self.written, self.total, self.where = written, total, where
+        self.resumable = resumable  # the same command with --resume finishes the run
+        self.problems = problems  # sinks that could not close cleanly
+
+
+class OutputsFailed(OutputError):
+    """An output could not be written: the run stopped, the records written so far were kept.
+    `problems`: other sinks that could not close cleanly."""
+
+    def __init__(self, message: str, hint: str | None, problems: list[OutputError]) -> None:
+        super().__init__(message, hint)
+        self.problems = problems
+
+
+def load_pipeline_config(path: Path | None, **overrides: object) -> PipelineConfig:
+    """Defaults are the paper's; a YAML file may change any field (e.g. smaller windows), and
+    `overrides` that are not None win over both."""
+    values: dict[str, object] = {}
+    if path is not None:
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the pipeline config ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: expected a mapping of pipeline settings")
+        known = {f.name for f in fields(PipelineConfig)}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        for key, value in doc.items():
+            values[key] = tuple(value) if isinstance(value, list) else value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "rng_mode" in values:
+        values["rng_mode"] = RngMode(values["rng_mode"])
+    config = PipelineConfig(**values)  # type: ignore[arg-type]
+    if config.tta < 0:
+        raise ConfigError("--tta must be 0 (no augmentation) or a positive number of draws")
+    return config
+
+
+def _outcomes(todo: list[PlannedExam], models: ModelRequest, options: RunOptions,
+              claim: Callable[[PlannedExam], str | None] | None) -> Iterator[ExamOutcome]:
+    """One outcome per exam of `todo`, in order, on one device or several."""
+    kind, variants, locate = models.resolved()
+    exams = [p.exam for p in todo]
+    if options.devices:
+        if options.device != "auto":
+            raise ConfigError("use either --device or --devices, not both")
+        devices = parse_devices(",".join(options.devices))
+        log.info("devices: %s (one worker process each)", ", ".join(devices))
+        spec = PredictorSpec.resolve(models.family, kind, variants, locate, options.config,
+                                     precision=options.precision, flip_mode=options.flip_mode,
+                                     exports=options.exports, dicom=options.dicom)
+        return run_exams_on_devices(exams, spec, devices, options.threads,
+                                    options.prepare_workers)
+    device = select_device(options.device)
+    log.info("device: %s", device)
+    spec = PredictorSpec.resolve(models.family, kind, variants, locate, options.config,
+                                 precision=options.precision, flip_mode=options.flip_mode,
+                                 exports=options.exports, dicom=options.dicom)
+    predictor = spec.build(device)
+    by_exam = {id(p.exam): p for p in todo}
+    return run_exams(exams, predictor, prepare_workers=options.prepare_workers,
+                     claim=(lambda e: claim(by_exam[id(e)])) if claim else None)
+
+
+def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: RunOptions,
+                 sink: Outputs, *, heatmaps: HeatmapFolders | None = None,
+                 on_outcome: OnOutcome | None = None) -> RunReport:
+    """Predict every exam not already done in `sink` (see `Outputs.done`), writing each record
+    (result or failure) to `sink`, and heatmaps to `heatmaps`, as its exam finishes.
+
+    `exams` come from `outputs.sinks.plan_exams`; `sink` from `Outputs.open`, which checked
+    every target before this call. One exam's failure never stops the others. On Ctrl-C or an
+    output that cannot be written the run stops, closes the sinks (they keep every finished
+    record) and raises `PredictInterrupted` / `OutputsFailed`."""
+    if heatmaps is not None:
+        options = _with_export(options, Export.HEATMAPS)
+    todo = [p for p in exams if sink.done(p) is None]
+    report = RunReport(already_done=len(exams) - len(todo))
+    if report.already_done:
+        log.info("resuming: %d exam(s) already done", report.already_done)
+    outcomes = _outcomes(todo, models, options, sink.claim)
+    try:
+        for planned, outcome in zip(todo, outcomes, strict=True):
+            if outcome.skipped is not None:
+                report.skipped.append((planned, outcome.skipped))
+            else:
+                report.outcomes.append(outcome)
+                if outcome.failure is not None:
+                    sink.write(planned, outcome.failure)
+                else:
+                    out = outcome.output
+                    assert out is not None and out.result is not None
+                    if heatmaps is not None:
+                        heatmaps.write(planned, out)
+                    sink.write(planned, out.result)
+            if on_outcome is not None:
+                on_outcome(planned, outcome)
+    except KeyboardInterrupt:
+        raise PredictInterrupted(sink.written, len(todo), sink.where(),
+                                 not isinstance(sink.primary, StdoutSink), sink.close()) from None
+    except OutputError as exc:
+        raise OutputsFailed(f"{exc.message}; the run stopped after {sink.written} of "
+                            f"{len(todo)} exam(s), whose records were kept in {sink.where()}",
+                            exc.hint, sink.close()) from None
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()  # stops preparation pools and device workers now, not at garbage collection
+    problems = sink.close()
+    if problems:
+        first = problems[0]
+        raise OutputsFailed(first.message, first.hint, problems[1:])
+    report.written = sink.written
+    return report
+
+
+def export_many(exams: Sequence[PlannedExam], models: ModelRequest, options: RunOptions,
+                folders: HeatmapFolders, *, on_outcome: OnOutcome | None = None) -> RunReport:
+    """Heatmaps only (`mammocli heatmaps`): one folder per exam, no result records."""
+    options = _with_export(options, Export.HEATMAPS)
+    models = ModelRequest(models.family, models.kind, (), models.locate)
+    report = RunReport()
+    for planned, outcome in zip(exams, _outcomes(list(exams), models, options, None),
+                                strict=True):
+        report.outcomes.append(outcome)
+        if outcome.output is not None:
+            folders.write(planned, outcome.output)
+        if on_outcome is not None:
+            on_outcome(planned, outcome)
+    return report
+
+
+def _with_export(options: RunOptions, export: Export) -> RunOptions:
+    return replace(options, exports=options.exports | {export})
+
+
+class _Collect(Sink):
+    """Records kept in memory, for `predict`."""
+
+    option = "python"
+    where = "memory"
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def write(self, planned: PlannedExam, record: Record) -> None:
+        self.records.append(record)
+
+
+def predict(path: str | Path, *, family: Family | str = Family.DMV_CNN,
+            model: ModelKind | str | None = None,
+            variants: Sequence[Variant | str] | None = None,
+            weights_dir: str | Path | None = None, device: str = "auto",
+            config: PipelineConfig | str | Path | None = None, tta: int | None = None,
+            seed: int | None = None,
+            flip_mode: FlipMode | str = FlipMode.AUTO, dicom: DicomOptions | None = None,
+            precision: Precision | str = Precision.FP32,
+            ) -> list[PredictionResult | ExamFailure]:
+    """Predict every exam under `path` (one exam folder, or a root of exam folders; PNG or
+    DICOM) and return one record per exam, in discovery order: a `PredictionResult`, or an
+    `ExamFailure` for an exam that could not be read. Weights come from `weights_dir` (files
+    under their official names) or the verified cache (downloaded on first use). `config` is
+    a `PipelineConfig` or a YAML file of pipeline sizes; default: the paper's.
+
+    Errors that stop the whole run (bad options, no weights, no device) raise
+    `mammocli.errors.MammocliError` subclasses."""
+    if isinstance(config, PipelineConfig):
+        config = config.with_(**{k: v for k, v in (("tta", tta), ("seed", seed))
+                                 if v is not None})
+        if config.tta < 0:
+            raise ConfigError("tta must be 0 (no augmentation) or a positive number of draws")
+    else:  # a YAML file of pipeline sizes (e.g. examples/small_pipeline.yaml), or the paper's
+        config = load_pipeline_config(Path(config) if config is not None else None, tta=tta,
+                                      seed=seed)
+    try:
+        chosen = None if variants is None else tuple(
+            v if isinstance(v, Variant) else parse_variant(v) for v in variants)
+        kind = ModelKind(model) if model is not None else None
+    except ValueError:
+        raise ConfigError(f"unknown model {model!r} or variant in {list(variants or [])}",
+                          hint="models: view-wise, image-wise; variants: image-only, "
+                          "image-and-heatmaps") from None
+    dicom = dicom or DicomOptions()
+    root = Path(path)
+    found = discover(root, options=dicom)
+    planned, _ = plan_exams(found.exams, root)
+    collect = _Collect()
+    outputs = Outputs.open([collect], planned)
+    request = ModelRequest(
+        get_family(family).name, kind, chosen,
+        weights_locator(Path(weights_dir) if weights_dir else None, {}, progress=False))
+    options = RunOptions(config=config, flip_mode=FlipMode(flip_mode), dicom=dicom,
+                         device=device, precision=Precision(precision))
+    predict_many(planned, request, options, outputs)
+    return collect.records

@@ -1,0 +1,25 @@
+"""The model families, by name. Adding a family: its names in `vocabulary`, a module here that
+implements `base.ModelFamily`, and one entry below."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..vocabulary import Family
+from .base import ImageOutput, Inference, LoadedModels, ModelFamily
+from .dmv_cnn import FAMILY as DMV_CNN
+
+FAMILIES: dict[Family, ModelFamily] = {
+    Family.DMV_CNN: DMV_CNN,
+}
+
+
+def get_family(name: Family | str) -> ModelFamily:
+    try:
+        return FAMILIES[Family(name)]
+    except (ValueError, KeyError):
+        known = ", ".join(f.value for f in FAMILIES)
+        raise ConfigError(f"unknown model family {name!r}", hint=f"known families: {known}"
+                          ) from None
+
+
+__all__ = ["FAMILIES", "ImageOutput", "Inference", "LoadedModels", "ModelFamily", "get_family"]

@@ -1,0 +1,97 @@
+"""The one vocabulary of the package: model families, kinds, variants, flip and random-stream
+modes, precisions, exports, the result schema version and the table of weight files.
+
+Light on purpose (no torch, no pydantic): the CLI declares its options with these before any
+network is needed, and every layer (weights, train, outputs, families) imports its names from
+here rather than spelling them again. A new model family adds its names here, its module under
+`mammocli/families/` and one entry in `families.FAMILIES`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+# The version of every document mammocli writes (results, failures, hybrid and evaluation
+# reports). 2.0: results name their model family and carry the family's own outputs.
+SCHEMA_VERSION = "2.0"
+SCHEMA_VERSIONS_READ = ("1.0", SCHEMA_VERSION)  # what `hybrid`/`evaluate` accept
+
+
+class _Name(str, Enum):
+    """A name that formats as its value (Python 3.10 has no StrEnum)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Family(_Name):
+    """A model family: its own networks, weight files, preparation needs and outputs."""
+
+    DMV_CNN = "dmv-cnn"  # Wu et al. 2019, the deep multi-view CNN (view-wise and image-wise)
+
+
+class ModelKind(str, Enum):
+    """A model of a family (`predict --model`)."""
+
+    VIEW_WISE = "view-wise"
+    IMAGE_WISE = "image-wise"
+
+
+class Variant(_Name):
+    """Inputs of a model: keys of `predictions` in results."""
+
+    IMAGE_ONLY = "image_only"
+    IMAGE_AND_HEATMAPS = "image_and_heatmaps"
+
+
+class Export(_Name):
+    """Arrays a family can hand out besides its result (written by `outputs/`)."""
+
+    HEATMAPS = "heatmaps"  # DMV-CNN: benign/malignant patch-classifier heatmaps per image
+
+
+class RngMode(str, Enum):
+    """How random streams span the exams of a run.
+
+    EXAM: every exam starts from the seed, so its result does not depend on the other exams.
+    RUN: one stream across all exams in order, as the authors' scripts do (compatibility mode).
+    """
+
+    EXAM = "exam"
+    RUN = "run"
+
+
+class FlipMode(str, Enum):
+    """The authors' `horizontal_flip`: NO = L views face right, R views face left as stored."""
+
+    AUTO = "auto"
+    NO = "no"
+    YES = "yes"
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    BF16 = "bf16"  # networks in bfloat16; inputs standardised in fp32 first, outputs back in fp32
+    TF32 = "tf32"  # CUDA only: fp32 tensors, TensorFloat-32 matmuls and convolutions
+
+
+# Official weight files (= their names in the authors' repository and in a --weights-dir).
+PATCH_WEIGHTS = "sample_patch_model.p"  # DMV-CNN patch classifier: heatmaps, shared by its kinds
+WEIGHT_FILES: dict[tuple[Family, ModelKind, Variant], str] = {
+    (Family.DMV_CNN, ModelKind.VIEW_WISE, Variant.IMAGE_ONLY): "sample_image_model.p",
+    (Family.DMV_CNN, ModelKind.VIEW_WISE, Variant.IMAGE_AND_HEATMAPS):
+        "sample_imageheatmaps_model.p",
+    (Family.DMV_CNN, ModelKind.IMAGE_WISE, Variant.IMAGE_ONLY): "ImageOnly__ModeImage_weights.p",
+    (Family.DMV_CNN, ModelKind.IMAGE_WISE, Variant.IMAGE_AND_HEATMAPS):
+        "ImageHeatmaps__ModeImage_weights.p",
+}
+"""(family, kind, variant) -> the network file of that model."""
+
+
+def weight_file(kind: ModelKind, variant: Variant, family: Family = Family.DMV_CNN) -> str:
+    return WEIGHT_FILES[(family, kind, variant)]
+
+
+def parse_variant(text: str) -> Variant:
+    """A variant as users spell it: image-only / image_only, image-and-heatmaps / ..."""
+    return Variant(text.strip().lower().replace("-", "_"))
