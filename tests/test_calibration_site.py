@@ -28,9 +28,9 @@ def result(exam: str, left: float, right: float,
            weights: list[dict[str, str]] | None = None) -> dict[str, Any]:
     probs = {"left": {"benign": 0.1, "malignant": left},
              "right": {"benign": 0.2, "malignant": right}}
-    return {"exam_id": exam, "model": "view-wise", "views": {},
+    return {"exam_id": exam, "family": "dmv-cnn", "model": "view-wise", "views": {},
             "predictions": {"image_and_heatmaps": probs}, "primary_variant": "image_and_heatmaps",
-            "device": "cpu", "seed": 0, "rng_mode": "per-exam", "tta": 1, "duration_s": 0.1,
+            "device": "cpu", "seed": 0, "rng_mode": "exam", "tta": 1, "duration_s": 0.1,
             "weights": WEIGHTS if weights is None else weights, "mammocli_version": "0.1.0"}
 
 
@@ -72,7 +72,8 @@ def test_site_round_trip_equals_the_fit_by_hand(labelled: tuple[Path, Path], tmp
     assert "operating points" in r.stderr and "Brier" in r.stderr
     doc = json.loads(site_path.read_text())
     assert doc["format"] == "mammocli-site" and doc["version"] == "1.0"
-    assert doc["model"] == {"family": "view-wise", "variant": "image_and_heatmaps", "weights": [
+    assert doc["model"] == {"family": "dmv-cnn", "kind": "view-wise",
+                            "variant": "image_and_heatmaps", "weights": [
         {"name": "sample_imageheatmaps_model.p", "sha256": "b" * 64},
         {"name": "sample_patch_model.p", "sha256": "a" * 64}]}  # hashes, never the path
     assert "/opt" not in site_path.read_text()
@@ -129,7 +130,7 @@ def test_a_site_file_for_other_weights_is_refused(labelled: tuple[Path, Path],
         site.apply(PredictionResult.model_validate(result("x", 0.1, 0.2, [])))
     image_wise = result("x", 0.1, 0.2)
     image_wise["model"] = "image-wise"
-    with pytest.raises(SiteMismatchError, match="fitted for the view-wise model"):
+    with pytest.raises(SiteMismatchError, match="fitted for the view-wise model of dmv-cnn"):
         site.apply(PredictionResult.model_validate(image_wise))
 
 

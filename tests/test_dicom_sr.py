@@ -46,7 +46,7 @@ def make_result(files: dict[str, Path]) -> PredictionResult:
             right=Probabilities(benign=0.123456789 * scale, malignant=0.987654321 * scale))
 
     return PredictionResult(
-        exam_id="exam1", model="view-wise", views=views,
+        exam_id="exam1", family="dmv-cnn", model="view-wise", views=views,
         predictions={"image_only": breasts(0.5), "image_and_heatmaps": breasts(1.0)},
         primary_variant="image_and_heatmaps", device="cpu", seed=0, rng_mode="exam", tta=1,
         duration_s=1.0, mammocli_version="0.1.0",
@@ -104,7 +104,7 @@ def test_sr_codes_algorithm_and_series(exam, tmp_path: Path) -> None:
     names = {m.name.value for m in first.get_measurements()}
     assert names == {MALIGNANT.value, BENIGN.value}
     text = "\n".join(str(e.value) for e in sr.iterall() if e.VR in {"UT", "LO", "ST"})
-    assert "mammocli nyu view-wise" in text and "0.1.0" in text
+    assert "mammocli dmv-cnn view-wise" in text and "0.1.0" in text
     assert f"weights sample_patch_model.p sha256={'b' * 64}" in text
     assert "variant=image_only" in text and "primary_variant=image_and_heatmaps" in text
 

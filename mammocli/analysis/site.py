@@ -50,9 +50,11 @@ class WeightRef(_Frozen):
 
 
 class ModelIdentity(_Frozen):
-    """The model that made the predictions: family, variant read and its weight files."""
+    """The model that made the predictions: family, its model, the variant read and its weight
+    files."""
 
-    family: str  # e.g. "view-wise"
+    family: str  # e.g. "dmv-cnn"
+    kind: str  # the family's model, e.g. "view-wise"
     variant: str  # e.g. "image_and_heatmaps"
     weights: list[WeightRef]
 
@@ -125,10 +127,12 @@ class SiteFile(_Frozen):
                 "check which model it is applied to",
                 hint="fit it again on the result JSON of `mammocli predict` "
                      "(`mammocli calibrate --predictions results.jsonl ...`)")
-        if result.model != self.model.family or result.primary_variant != self.model.variant:
+        if (result.family.value, result.model.value, result.primary_variant.value) != (
+                self.model.family, self.model.kind, self.model.variant):
             raise SiteMismatchError(
-                f"{src}: fitted for the {self.model.family} model ({self.model.variant}), "
-                f"this result is of the {result.model} model ({result.primary_variant})",
+                f"{src}: fitted for the {self.model.kind} model of {self.model.family} "
+                f"({self.model.variant}), this result is of the {result.model} model of "
+                f"{result.family} ({result.primary_variant})",
                 hint="use the site file fitted for this model, or fit one with "
                      "`mammocli calibrate`")
         mine = self.model.fingerprint()
@@ -222,7 +226,8 @@ def read_model_identity(path: Path) -> ModelIdentity | None:
             except ValidationError:
                 continue  # load_predictions reports it, with its line
             identity = ModelIdentity(
-                family=result.model, variant=result.primary_variant,
+                family=result.family.value, kind=result.model.value,
+                variant=result.primary_variant.value,
                 weights=sorted((WeightRef(name=w.name, sha256=w.sha256) for w in result.weights),
                                key=lambda w: w.name))
             if found is None:

@@ -107,7 +107,6 @@ class SrContent:
 
 def content_from_result(result: PredictionResult) -> SrContent:
     """The mapping from the result schema to the SR (adapt here when the schema changes)."""
-    family = str(getattr(result, "family", "") or "nyu")
     variants = [result.primary_variant,
                 *sorted(v for v in result.predictions if v != result.primary_variant)]
     by_side: dict[Side, list[str]] = {Side.LEFT: [], Side.RIGHT: []}
@@ -120,9 +119,9 @@ def content_from_result(result: PredictionResult) -> SrContent:
         for side, probabilities in ((Side.LEFT, breasts.left), (Side.RIGHT, breasts.right)):
             entries.append(BreastEntry(variant, side, probabilities,
                                        tuple(dict.fromkeys(by_side[side]))))
-    parameters = (f"primary_variant={result.primary_variant}",
+    parameters = (f"primary_variant={result.primary_variant.value}",
                   *(f"weights {w.name} sha256={w.sha256}" for w in result.weights))
-    return SrContent(algorithm=f"mammocli {family} {result.model}",
+    return SrContent(algorithm=f"mammocli {result.family.value} {result.model.value}",
                      version=result.mammocli_version or __version__,
                      parameters=parameters, entries=tuple(entries))
 
