@@ -70,12 +70,13 @@ def test_a_folder_of_several_studies_is_resolved_by_id(tmp_path: Path) -> None:
     write_dicom_exam(shared, study_uid=generate_uid(), names="b_{lat}_{view}.dcm", seed=4)
     from mammocli.io.discover import discover
 
-    ids = [e.exam_id for e in discover(shared).exams]
+    [b_id] = [e.exam_id for e in discover(shared).exams
+              if e.images[View.L_CC][0].relative.startswith("b_")]
     csv_path = tmp_path / "exams.csv"
-    csv_path.write_text(f"exam,id\nshared,{ids[1]}\n")
+    csv_path.write_text(f"exam,id\nshared,{b_id}\n")
     [entry] = read_exam_list(csv_path).entries
     exam = exam_source(entry)
-    assert exam.problem is None and exam.exam_id == ids[1]
+    assert exam.problem is None and exam.exam_id == b_id
     assert {s.relative[:2] for v in exam.images.values() for s in v} == {"b_"}
     csv_path.write_text("exam\nshared\n")
     [entry] = read_exam_list(csv_path).entries
