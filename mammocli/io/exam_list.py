@@ -105,7 +105,8 @@ def read_exam_list(path: Path, options: DicomOptions | None = None) -> ExamList:
                               study_uid=value)
         else:
             folder = base / Path(value)
-            key, shown = f"folder:{os.path.normpath(folder)}", repr(value)
+            # one folder may hold several studies: one row each, told apart by the id
+            key, shown = f"folder:{os.path.normpath(folder)}\0{given_id}", repr(value)
             exam_id = given_id or folder.name or Path(os.path.abspath(folder)).name or "exam"
             entry = ExamEntry(exam_id, row.line, where, path=folder, relative=value)
         if key in exams:
