@@ -85,12 +85,13 @@ def main() -> None:
         print(f"built {args.records} records in {time.perf_counter() - t:.1f} s "
               f"({sum(f.stat().st_size for f in folder.iterdir()) / 1e6:.0f} MB)")
 
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         status = ledger_status(read_ledger(folder), ids)
-        library = time.perf_counter() - t
+        library, cpu = time.perf_counter() - t, time.process_time() - cpu
         assert status.done + status.failed == args.records, status
         print(f"library: read_ledger + ledger_status: {library:.2f} s "
-              f"({args.records / library:,.0f} records/s); done {status.done}, failed "
+              f"({args.records / library:,.0f} records/s; {cpu:.2f} CPU s); done "
+              f"{status.done}, failed "
               f"{status.failed}, missing {status.missing}")
 
         t = time.perf_counter()
@@ -101,8 +102,8 @@ def main() -> None:
         assert child.returncode == 0, child.stderr
         print(f"command: mammocli status --exams (fresh process): {command:.2f} s "
               f"(goal < 5 s)")
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"Python {platform.python_version()}")
+        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}, Python {platform.python_version()}", flush=True)
 
 
 if __name__ == "__main__":
