@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("reproduce", "Download the official weights and the authors' sample exams, "
                                "run them as the authors' run.sh and run_single.sh do, and "
                                "compare with their published outputs."),
+    "scan": ("scan", "Walk an archive once (DICOM headers only, in parallel) and write the "
+                     "exam list for predict --exams, with why each other folder is no exam."),
+    "status": ("status", "Show a results folder's ledger: done, failed (by error class), "
+                         "running, missing, exams per hour and the ETA."),
     "train": ("train", "Train on your data: one CPU/GPU, or many GPUs and nodes through "
                        "torchrun."),
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputError, MammocliError
 from ..views import VIEWS, View
-from .dicom.discover import discover_dicom_exams
+from .dicom.discover import FileMapper, discover_dicom_exams
 from .dicom.options import DicomOptions
 from .exam import ExamProblem, ExamSource, SkippedFile
 from .png_exam import EXAM_FILE, looks_like_png_exam, read_exam_folder, view_from_name
@@ -52,12 +52,14 @@ def _png_exam(folder: Path) -> ExamSource:
 
 
 def discover(path: Path, *, options: DicomOptions | None = None,
-             views: Mapping[str, View] | None = None) -> Discovery:
+             views: Mapping[str, View] | None = None,
+             map_files: FileMapper | None = None) -> Discovery:
     """Exams under `path` in sorted order, and the folders of a root that hold none.
 
     `path` is one PNG exam folder, a root of PNG exam folders, or any tree of DICOM files (one
     exam per study). `views` maps DICOM files (paths relative to `path`, '/'-separated) to views,
     overriding their headers (see `read_views_csv`). Links are followed only inside `path`.
+    `map_files` reads DICOM headers (see `discover_dicom_exams`).
     """
     path = Path(path)
     if not path.exists():
@@ -76,7 +78,7 @@ def discover(path: Path, *, options: DicomOptions | None = None,
     png_folders = [d for d in subfolders if looks_like_png_exam(d)]
     exams = [_png_exam(d) for d in png_folders]
     dicom_exams, problems = discover_dicom_exams(path, options=options, views=views,
-                                                 exclude=png_folders)
+                                                 exclude=png_folders, map_files=map_files)
     exams.extend(dicom_exams)
     if not exams:
         unique = {p.relative: p for p in ignored + problems}.values()

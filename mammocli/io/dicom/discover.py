@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from ...errors import ConfigError, InputError
@@ -173,15 +174,38 @@ def _group(headers: list[DicomHeader], root: Path, options: DicomOptions,
     return groups
 
 
+Scanned = DicomHeader | tuple[Path, str]  # a file's header, or (file, why it is not used)
+# map(fn, files) -> results in order; `mammocli scan` passes a process pool's map
+FileMapper = Callable[[Callable[[Path], Scanned], Sequence[Path]], Iterable[Scanned]]
+
+
+def scan_file(path: Path, root: Path, max_pixels: int) -> Scanned:
+    """One file's header for grouping, or why the file belongs to no study."""
+    rel = path.relative_to(root).as_posix()
+    if not is_dicom_file(path):
+        return path, not_dicom_reason(path)
+    try:
+        header, _ = scan_header(path, rel, max_pixels)
+    except InputError as exc:
+        return path, exc.message.removeprefix(f"{rel}: ")
+    if not header.study_uid:
+        reason = ("DICOMDIR index (not an image)" if path.name.upper() == "DICOMDIR" else
+                  header.problem or header.kind_reason if header.kind is None else
+                  "no StudyInstanceUID in the header; the file may be truncated")
+        return path, reason
+    return header
+
+
 def discover_dicom_exams(
     root: Path, *, options: DicomOptions | None = None, views: Mapping[str, View] | None = None,
-    exclude: list[Path] | None = None,
+    exclude: list[Path] | None = None, map_files: FileMapper | None = None,
 ) -> tuple[list[ExamSource], list[SkippedFile]]:
     """One ExamSource per group of the DICOM files under `root` (see `GroupBy`: by default one
     per StudyInstanceUID, or per folder for digitised-film archives).
 
     Returns (exams, unreadable files). Files that belong to no study (not DICOM, unreadable
-    headers) are also listed as skipped in the exams whose folders hold them.
+    headers) are also listed as skipped in the exams whose folders hold them. `map_files`
+    reads the headers (default: one by one; `mammocli scan` passes a process pool's map).
     """
     options = options or DicomOptions()
     root = Path(root)
@@ -194,23 +218,13 @@ def discover_dicom_exams(
 
     headers: list[DicomHeader] = []
     stray: list[tuple[Path, str]] = []  # (path, reason): files no study can claim
-    for f in _walk_files(root, exclude or [], stray):
-        rel = f.relative_to(root).as_posix()
-        if not is_dicom_file(f):
-            stray.append((f, not_dicom_reason(f)))
-            continue
-        try:
-            header, _ = scan_header(f, rel, options.max_pixels)
-        except InputError as exc:
-            stray.append((f, exc.message.removeprefix(f"{rel}: ")))
-            continue
-        if not header.study_uid:
-            reason = ("DICOMDIR index (not an image)" if f.name.upper() == "DICOMDIR" else
-                      header.problem or header.kind_reason if header.kind is None else
-                      "no StudyInstanceUID in the header; the file may be truncated")
-            stray.append((f, reason))
-            continue
-        headers.append(header)
+    files = _walk_files(root, exclude or [], stray)
+    scan = partial(scan_file, root=root, max_pixels=options.max_pixels)
+    for scanned in (map_files or map)(scan, files):
+        if isinstance(scanned, DicomHeader):
+            headers.append(scanned)
+        else:
+            stray.append(scanned)
     groups = _group(headers, root, options, mapped)
 
     # Which groups have files under each folder (up to the root): decides the exam folders.
