@@ -40,7 +40,7 @@ def _exam(folder: Path, exam_id: str) -> ExamSource:
 def _ok(exam_id: str, duration: float) -> PredictionResult:
     p = BreastPredictions(left=Probabilities(benign=0.1, malignant=0.2),
                           right=Probabilities(benign=0.3, malignant=0.4))
-    return PredictionResult(exam_id=exam_id, model="view-wise", views={},
+    return PredictionResult(exam_id=exam_id, family="dmv-cnn", model="view-wise", views={},
                             predictions={"image_only": p}, primary_variant="image_only",
                             device="cpu", seed=0, rng_mode="exam", tta=0,
                             duration_s=duration, weights=[], mammocli_version="0",
