@@ -19,6 +19,7 @@ from ..outputs.schema import VARIANT_IMAGE_AND_HEATMAPS, VARIANT_IMAGE_ONLY
 from ..views import LABELS, VIEWS, Angle, View
 from ..weights.fetch import resolve_weights
 from ..weights.overrides import resolve_override
+from . import gmic_task
 from .config import InitFrom, ModelKindName, Task, TrainConfig, Variant
 from .data import BENIGN, MALIGNANT, breast_side_labels
 
@@ -31,12 +32,16 @@ def official_name(config: TrainConfig) -> str:
     """The official file name of the trained model (what `predict --weights-dir` looks for)."""
     if config.task is Task.PATCH:
         return PATCH_WEIGHTS
+    if config.task is Task.GMIC:
+        return gmic_task.official_name(config)
     return BREAST_WEIGHTS[(ModelKind(config.model.kind.value), _VARIANTS[config.model.variant])]
 
 
 def new_model(config: TrainConfig) -> nn.Module:
     if config.task is Task.PATCH:
         return PatchClassifier()
+    if config.task is Task.GMIC:
+        return gmic_task.new_model(config)
     channels = 3 if config.model.variant is Variant.IMAGE_AND_HEATMAPS else 1
     if config.model.kind is ModelKindName.VIEW_WISE:
         return SplitBreastModel(channels)
@@ -63,7 +68,9 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, str]:
     torch.manual_seed(config.seed)  # random initialisation is seeded too
     model = new_model(config)
     state, source = initial_state(config)
-    if state is not None:
+    if state is not None and config.task is Task.GMIC:
+        gmic_task.load_into(model, state, Path(source).name)  # type: ignore[arg-type]
+    elif state is not None:
         load_strict(model, state, Path(source).name)
     if isinstance(model, SplitBreastModel | ImageBreastModel):
         # The training noise is added per sample by the dataset (seeded by sample, epoch and
@@ -99,13 +106,16 @@ class TaskSpec:
     def __init__(self, config: TrainConfig) -> None:
         self.task = config.task
         self.kind = config.model.kind
+        self.saliency_l1 = config.gmic.saliency_l1
 
     @property
     def metric_names(self) -> tuple[str, ...]:
+        if self.task is Task.GMIC:
+            return gmic_task.METRICS
         return PATCH_METRICS if self.task is Task.PATCH else LABELS
 
     def _forward(self, model: nn.Module, inputs: Any) -> Any:
-        if self.task is Task.PATCH:
+        if self.task in (Task.PATCH, Task.GMIC):
             return model(inputs)
         return model({View(k): v for k, v in inputs.items()})
 
@@ -116,6 +126,8 @@ class TaskSpec:
     def loss_of(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.task is Task.PATCH:
             return F.cross_entropy(out.float(), target)
+        if self.task is Task.GMIC:
+            return gmic_task.loss_of(out, target, self.saliency_l1)
         if self.kind is ModelKindName.VIEW_WISE:
             # Both heads predict the four labels; the loss sums them.
             per_sample = _nll(out[Angle.CC].float(), target) + _nll(out[Angle.MLO].float(), target)
@@ -135,6 +147,8 @@ class TaskSpec:
         return (self.loss_of(out, target), *self.scores_of(out, target))
 
     def scores_of(self, out: Any, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.task is Task.GMIC:
+            return gmic_task.scores_of(out, target)
         if self.task is Task.PATCH:
             p = torch.softmax(out.float(), dim=1)
             return p[:, [MALIGNANT, BENIGN]], torch.stack(
