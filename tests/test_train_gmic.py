@@ -6,6 +6,9 @@ phantoms; one torch thread (the shared 2-core machine stalls OpenMP barriers oth
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,6 +222,34 @@ def test_resume_gives_identical_weights_and_the_export_loads(tmp_path: Path) -> 
     spec = TaskSpec(_config(gmic_doc(manifest, tmp_path / "y"), tmp_path))
     assert spec.metric_names == ("benign", "malignant")
     assert set(exported.state_dict()) == set(a)
+
+
+# ----------------------------------------------------------------------------- DDP
+def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
+    """As tests/test_train_ddp.py for the breast task: 2 x 2 under DDP equals 1 x 4."""
+    manifest = write_breast_dataset(tmp_path / "data", 3, shape=(120, 90), seed=11,
+                                    contrast=0.5, radius_fraction=0.12)
+    common = {"epochs": 1, "model": {"freeze_bn": True, "init": {"from": "random"}},
+              "data": {"val_fraction": 0.34}}
+    configs = {}
+    for name, batch in (("ddp", 2), ("one", 4)):
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(gmic_doc(manifest, tmp_path / name,
+                                                         batch_size=batch, **common)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
+    for name, launcher in (("ddp", ["-m", "torch.distributed.run", "--nproc-per-node", "2",
+                                    "--standalone"]), ("one", [])):
+        run = subprocess.run([sys.executable, *launcher, "-m", "mammocli", "train", "--config",
+                              str(configs[name]), "--quiet"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
+    diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+    print(f"gmic: max parameter difference DDP(2x2) vs 1x4: {diff:.3g}")
+    assert diff <= 1e-5
+    init = build_model(_config(gmic_doc(manifest, tmp_path / "x"), tmp_path))[0].state_dict()
+    assert any(not torch.equal(init[k], a[k]) for k in a if k.endswith("weight"))
 
 
 # ----------------------------------------------------------------------------- learning
