@@ -116,7 +116,7 @@ class LocalNetwork(nn.Module):
 def top_t_mean(saliency: torch.Tensor, percent_t: float) -> torch.Tensor:
     """y_global: per class the mean of the k largest cells, k = round(cells * t) (SPEC 5)."""
     n, c, h, w = saliency.shape
-    k = int(round(h * w * percent_t))
+    k = max(1, int(round(h * w * percent_t)))  # >= 1: tiny training windows (full size: 28+)
     return saliency.reshape(n, c, h * w).topk(k, dim=2).values.mean(dim=2)
 
 
@@ -183,9 +183,17 @@ def crop_patches(x: torch.Tensor, locations: torch.Tensor, size: int = PATCH_SIZ
 
 
 class GMIC(nn.Module):
-    def __init__(self, percent_t: float = PERCENT_T[1]) -> None:
+    """The released model with the defaults. `window`, `patch_size` and `num_patches` may be
+    changed for training at small sizes (the state-dict keys and shapes do not depend on them);
+    the window must be a multiple of 64 (one saliency cell), the patch at least half a cell."""
+
+    def __init__(self, percent_t: float = PERCENT_T[1], *, window: tuple[int, int] = WINDOW,
+                 patch_size: int = PATCH_SIZE, num_patches: int = NUM_PATCHES) -> None:
         super().__init__()
         self.percent_t = percent_t
+        self.window = (int(window[0]), int(window[1]))
+        self.patch_size = int(patch_size)
+        self.num_patches = int(num_patches)
         self.ds_net = GlobalNetwork()
         self.left_postprocess_net = SaliencyHead()
         self.dn_resnet = LocalNetwork()
@@ -205,19 +213,21 @@ class GMIC(nn.Module):
         return alpha, z
 
     def forward(self, x: torch.Tensor) -> GMICOutput:
-        """x: (N, 1, 2944, 1920) normalised windows."""
-        if tuple(x.shape[-2:]) != WINDOW:
-            raise ValueError(f"GMIC needs {WINDOW[0]} x {WINDOW[1]} windows, got "
+        """x: (N, 1, 2944, 1920) normalised windows (or this model's `window`)."""
+        if tuple(x.shape[-2:]) != self.window:
+            raise ValueError(f"GMIC needs {self.window[0]} x {self.window[1]} windows, got "
                              f"{tuple(x.shape[-2:])}")
         h_g = self.ds_net(x)
         saliency = self.left_postprocess_net(h_g)
         y_global = top_t_mean(saliency, self.percent_t)
-        cells = retrieve_roi_cells(saliency.float())
-        locations = cells_to_pixels(cells)
-        patches = crop_patches(x, locations)
+        cells = retrieve_roi_cells(saliency.detach().float(), self.window, self.patch_size,
+                                   self.num_patches)
+        locations = cells_to_pixels(cells, (saliency.shape[2], saliency.shape[3]), self.window)
+        patches = crop_patches(x, locations, self.patch_size)
         n, k = patches.shape[:2]
+        size = self.patch_size
         # Three identical channels (a view, no copy), as the local network was trained on.
-        local_in = patches.reshape(n * k, 1, PATCH_SIZE, PATCH_SIZE).expand(-1, 3, -1, -1)
+        local_in = patches.reshape(n * k, 1, size, size).expand(-1, 3, -1, -1)
         h_k = self.dn_resnet(local_in).reshape(n, k, -1)
         alpha, z = self.attention(h_k)
         y_local = torch.sigmoid(self.classifier_linear(z))

@@ -52,6 +52,10 @@ def build_datasets(config: TrainConfig, pipeline: PipelineConfig, device: torch.
                    advance: Callable[[], None] | None = None) -> Datasets:
     if config.task is Task.PATCH:
         return _patch_datasets(config, pipeline)
+    if config.task is Task.GMIC:
+        from .gmic_task import build_datasets as gmic_datasets  # imports this module
+
+        return gmic_datasets(config, pipeline)  # type: ignore[no-any-return]
     return _breast_datasets(config, pipeline, device, advance)
 
 

@@ -29,6 +29,7 @@ from ..vocabulary import ModelKind, Variant, parse_variant
 class Task(str, Enum):
     PATCH = "patch"
     BREAST = "breast"
+    GMIC = "gmic"
 
 
 class InitFrom(str, Enum):
@@ -144,6 +145,37 @@ class PipelineSizes(_Strict):
         return base.with_(**self.model_dump(exclude_none=True))
 
 
+class GMICLabels(str, Enum):
+    BREAST = "breast"  # the breast manifest: each image takes its breast's labels
+    IMAGE = "image"  # an image manifest: image, view, benign, malignant (gmic_task.py)
+
+
+class GMICSettings(_Strict):
+    """task: gmic. The window, patch size and count default to the released model's; smaller
+    ones train faster (the weights fit any of them)."""
+
+    member: int = Field(default=1, ge=1, le=5)  # official file to start from; sets top-t
+    labels: GMICLabels = GMICLabels.BREAST
+    # beta of the paper's loss: BCE(y_global) + BCE(y_local) + BCE(y_fusion) + beta * |A|_1,
+    # |A|_1 the sum of both saliency maps of an image (46 x 30 x 2 cells at full size).
+    saliency_l1: float = Field(default=1e-5, ge=0)
+    window: tuple[int, int] = (2944, 1920)
+    patch_size: int = Field(default=256, gt=32)
+    num_patches: int = Field(default=6, gt=0)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GMICSettings:
+        if any(v <= 0 or v % 64 for v in self.window):
+            raise ValueError("window: both sides must be positive multiples of 64 "
+                             "(one saliency cell)")
+        if self.patch_size > min(self.window):
+            raise ValueError("patch_size must fit in the window")
+        cells = (self.window[0] // 64) * (self.window[1] // 64)
+        if self.num_patches > cells:
+            raise ValueError(f"num_patches: the window has only {cells} saliency cells")
+        return self
+
+
 class TrainConfig(_Strict):
     task: Task
     data: DataConfig
@@ -166,9 +198,20 @@ class TrainConfig(_Strict):
     # Stop (resumably: continue with --resume) after this many optimiser steps.
     max_steps: int | None = Field(default=None, gt=0)
     monitor: str = "mean_auroc"  # metric that picks best.pt (higher is better)
+    gmic: GMICSettings = Field(default_factory=GMICSettings)  # task: gmic only
+
+    @model_validator(mode="after")
+    def _gmic_window(self) -> TrainConfig:
+        if self.task is Task.GMIC and (self.pipeline.cc_window or self.pipeline.mlo_window):
+            raise ValueError("task gmic: set the window with gmic.window (one size for every "
+                             "view), not pipeline.cc_window / mlo_window")
+        return self
 
     def pipeline_config(self) -> PipelineConfig:
-        return self.pipeline.apply(PipelineConfig())
+        base = PipelineConfig()
+        if self.task is Task.GMIC:  # GMIC's window for both angles (as gmic_pipeline_config)
+            base = base.with_(cc_window=self.gmic.window, mlo_window=self.gmic.window)
+        return self.pipeline.apply(base)
 
 
 def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:

@@ -37,11 +37,19 @@ def export(model: nn.Module, config: TrainConfig, folder: Path, *, metrics: dict
     name = official_name(config)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload: Any = state if config.task is Task.PATCH else {"model": state}
+    if config.task is Task.GMIC:  # flat, plus the official files' extra key
+        from .gmic_task import export_payload
+
+        payload = export_payload(state, init_source)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(folder / name, buffer.getvalue())
     # Check that it loads back strictly into a fresh model of the official architecture.
     load_strict(new_model(config), state, name)
+    if config.task is Task.GMIC:
+        from ..models.gmic_loading import load_gmic
+
+        load_gmic(folder / name, config.gmic.member)  # as `predict --model gmic` reads it
     files = {name: sha256(folder / name)}
     if patch_weights is not None and config.task is Task.BREAST:
         # The image+heatmaps model needs the patch model its heatmaps were computed with.

@@ -18,6 +18,7 @@ from ..views import LABELS, VIEWS, Angle, View
 from ..vocabulary import PATCH_WEIGHTS, ModelKind, Variant, weight_file
 from ..weights.fetch import resolve_weights
 from ..weights.overrides import resolve_override
+from . import gmic_task
 from .config import InitFrom, Task, TrainConfig
 from .data import BENIGN, MALIGNANT, breast_side_labels
 
@@ -28,12 +29,16 @@ def official_name(config: TrainConfig) -> str:
     """The official file name of the trained model (what `predict --weights-dir` looks for)."""
     if config.task is Task.PATCH:
         return PATCH_WEIGHTS
+    if config.task is Task.GMIC:
+        return gmic_task.official_name(config)
     return weight_file(config.model.kind, config.model.variant)
 
 
 def new_model(config: TrainConfig) -> nn.Module:
     if config.task is Task.PATCH:
         return PatchClassifier()
+    if config.task is Task.GMIC:
+        return gmic_task.new_model(config)
     channels = 3 if config.model.variant is Variant.IMAGE_AND_HEATMAPS else 1
     if config.model.kind is ModelKind.VIEW_WISE:
         return SplitBreastModel(channels)
@@ -60,7 +65,9 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, str]:
     torch.manual_seed(config.seed)  # random initialisation is seeded too
     model = new_model(config)
     state, source = initial_state(config)
-    if state is not None:
+    if state is not None and config.task is Task.GMIC:
+        gmic_task.load_into(model, state, Path(source).name)  # type: ignore[arg-type]
+    elif state is not None:
         load_strict(model, state, Path(source).name)
     if isinstance(model, SplitBreastModel | ImageBreastModel):
         # The training noise is added per sample by the dataset (seeded by sample, epoch and
@@ -96,13 +103,16 @@ class TaskSpec:
     def __init__(self, config: TrainConfig) -> None:
         self.task = config.task
         self.kind = config.model.kind
+        self.saliency_l1 = config.gmic.saliency_l1
 
     @property
     def metric_names(self) -> tuple[str, ...]:
+        if self.task is Task.GMIC:
+            return gmic_task.METRICS
         return PATCH_METRICS if self.task is Task.PATCH else LABELS
 
     def _forward(self, model: nn.Module, inputs: Any) -> Any:
-        if self.task is Task.PATCH:
+        if self.task in (Task.PATCH, Task.GMIC):
             return model(inputs)
         return model({View(k): v for k, v in inputs.items()})
 
@@ -113,6 +123,8 @@ class TaskSpec:
     def loss_of(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         if self.task is Task.PATCH:
             return F.cross_entropy(out.float(), target)
+        if self.task is Task.GMIC:
+            return gmic_task.loss_of(out, target, self.saliency_l1)
         if self.kind is ModelKind.VIEW_WISE:
             # Both heads predict the four labels; the loss sums them.
             per_sample = _nll(out[Angle.CC].float(), target) + _nll(out[Angle.MLO].float(), target)
@@ -132,6 +144,8 @@ class TaskSpec:
         return (self.loss_of(out, target), *self.scores_of(out, target))
 
     def scores_of(self, out: Any, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.task is Task.GMIC:
+            return gmic_task.scores_of(out, target)
         if self.task is Task.PATCH:
             p = torch.softmax(out.float(), dim=1)
             return p[:, [MALIGNANT, BENIGN]], torch.stack(
