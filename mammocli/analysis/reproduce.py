@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import FlipMode, PipelineConfig, RngMode
-from ..console import log
+from ..reporting import log
 from ..errors import ConfigError, InputError
 from ..inference.batch import run_exams
 from ..inference.predictor import VARIANTS, ModelKind, Models, Predictor

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..console import log, progress
+from ..reporting import log, track
 from ..errors import ConfigError
 from ..inference.devices import select_device
 from . import checkpoint, distributed
@@ -205,10 +205,9 @@ class Trainer:
                     "config": config.model_dump_json(by_alias=True)})
 
         stopped = False
-        with progress(self.show_progress and self.info.is_main) as bar:
-            task = bar.add_task("training", total=config.epochs * micro_per_epoch,
-                                completed=pos.epoch * micro_per_epoch + pos.batches) \
-                if bar else None
+        with track("training", total=config.epochs * micro_per_epoch,
+                   completed=pos.epoch * micro_per_epoch + pos.batches,
+                   enabled=self.show_progress and self.info.is_main) as bar:
             while pos.epoch < config.epochs and not stopped:
                 epoch_started = time.perf_counter()
                 _set_epoch(data.train, pos.epoch)
@@ -230,8 +229,8 @@ class Trainer:
                     pos.loss_sum += float(loss.detach())
                     pos.loss_count += 1
                     if bar is not None:
-                        bar.update(task, advance=1, description=f"epoch {pos.epoch + 1} "
-                                   f"loss {pos.loss_sum / pos.loss_count:.4f}")
+                        bar.advance(1, description=f"epoch {pos.epoch + 1} "
+                                    f"loss {pos.loss_sum / pos.loss_count:.4f}")
                     if not boundary:
                         continue
                     scaler.step(optimizer)

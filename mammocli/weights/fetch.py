@@ -28,12 +28,11 @@ from urllib.parse import unquote, urlparse
 import pooch
 import requests
 from filelock import FileLock
-from rich.progress import Progress, TaskID
 
 from .. import __version__
-from ..console import download_progress, log
 from ..errors import DownloadError, WeightsError
 from ..outputs.schema import WeightsUsed
+from ..reporting import Tracker, log, track
 from ..settings import Settings, load_settings
 from .registry import Entry, Registry, git_blob_sha1, load_registry, sha256_file
 from .store import find_user_weights, verify_user_weights
@@ -82,10 +81,8 @@ class GitBlobDownloader:
         if not isinstance(output_file, str):  # pooch always passes a path; keep mypy honest
             raise TypeError("GitBlobDownloader writes to a path")
         tmp = Path(output_file)
-        bar = download_progress(self.show_progress)
-        with bar if bar is not None else _nullcontext():
-            task = bar.add_task(self.entry.name, total=None) if bar is not None else None
-            self._download_with_retries(url, tmp, bar, task)
+        with track(self.entry.name, unit="bytes", enabled=self.show_progress) as bar:
+            self._download_with_retries(url, tmp, bar)
         got = git_blob_sha1(tmp)
         if got != self.entry.git_sha1:
             tmp.unlink(missing_ok=True)
@@ -96,11 +93,10 @@ class GitBlobDownloader:
                      "(a mirror must serve the authors' files unchanged) and try again",
             )
 
-    def _download_with_retries(self, url: str, tmp: Path, bar: Progress | None,
-                               task: TaskID | None) -> None:
+    def _download_with_retries(self, url: str, tmp: Path, bar: Tracker | None) -> None:
         for attempt in range(self.retry.retries + 1):
             try:
-                _stream(url, tmp, self.retry.timeout, bar, task)
+                _stream(url, tmp, self.retry.timeout, bar)
                 return
             except _Transient as exc:
                 if attempt == self.retry.retries:
@@ -116,13 +112,7 @@ class GitBlobDownloader:
                 time.sleep(wait)
 
 
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield None
-
-
-def _stream(url: str, tmp: Path, timeout: float, bar: Progress | None,
-            task: TaskID | None) -> None:
+def _stream(url: str, tmp: Path, timeout: float, bar: Tracker | None) -> None:
     """One attempt: write the whole body to `tmp` (truncating what a failed attempt left)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":  # a mirror on a shared drive: MAMMOCLI_WEIGHTS_URL=file:///mnt/...
@@ -151,15 +141,15 @@ def _stream(url: str, tmp: Path, timeout: float, bar: Progress | None,
                                     hint="check MAMMOCLI_WEIGHTS_URL and proxy settings")
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            if bar is not None and task is not None:
-                bar.reset(task, total=total)
+            if bar is not None:
+                bar.reset(total)
             written = 0
             with tmp.open("wb") as fh:
                 for chunk in resp.iter_content(_CHUNK):
                     fh.write(chunk)
                     written += len(chunk)
-                    if bar is not None and task is not None:
-                        bar.advance(task, len(chunk))
+                    if bar is not None:
+                        bar.advance(len(chunk))
     except (requests.ConnectionError, requests.Timeout,
             requests.exceptions.ChunkedEncodingError) as exc:
         raise _Transient(type(exc).__name__) from exc
