@@ -24,9 +24,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..reporting import log, track
 from ..errors import ConfigError
 from ..inference.devices import select_device
+from ..reporting import log, track
 from . import checkpoint, distributed
 from .build import Datasets, build_datasets
 from .config import OptimizerName, ScheduleName, TrainConfig

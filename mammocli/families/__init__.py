@@ -1,0 +1,1 @@
+"""Model families: each one owns its weight files, loading, preparation needs and outputs."""
