@@ -118,7 +118,7 @@ def _rich_track(description: str, total: float | None, completed: float,
         if not isinstance(bar, Progress):  # progress() is a no-op context off a terminal
             yield None
             return
-        yield _RichTracker(bar, bar.add_task(description, total=total, completed=completed))
+        yield _RichTracker(bar, bar.add_task(description, total=total, completed=int(completed)))
 
 
 reporting.set_progress_factory(_rich_track)

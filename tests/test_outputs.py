@@ -29,6 +29,7 @@ from mammocli.outputs.sinks import (
 from mammocli.synthetic.phantoms import write_exam
 from mammocli.views import VIEWS
 from mammocli.weights import store
+from mammocli.weights.cache import user_weights_file
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -59,7 +60,7 @@ def test_atomic_writer_gives_the_umask_mode(tmp_path: Path, mask: int, mode: int
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a" / "r.json").stat().st_mode) == mode
-    user_file = store._user_path(None)
+    user_file = user_weights_file()
     assert stat.S_IMODE(user_file.stat().st_mode) == mode
 
 

@@ -31,10 +31,12 @@ from filelock import FileLock
 
 from .. import __version__
 from ..errors import DownloadError, WeightsError
+from ..hashing import git_blob_sha1, sha256_file
 from ..outputs.schema import WeightsUsed
 from ..reporting import Tracker, log, track
 from ..settings import Settings, load_settings
-from .registry import Entry, Registry, git_blob_sha1, load_registry, sha256_file
+from .cache import sample_path, samples_cache_dir, weights_cache_dir
+from .registry import Entry, Registry, load_registry
 from .store import find_user_weights, verify_user_weights
 
 _CHUNK = 1 << 16
@@ -57,14 +59,6 @@ class RetryPolicy:
 
 class _Transient(Exception):
     """A failure that another attempt may fix."""
-
-
-def weights_cache_dir(settings: Settings | None = None) -> Path:
-    return (settings or load_settings()).cache_dir / "weights"
-
-
-def samples_cache_dir(settings: Settings | None = None) -> Path:
-    return (settings or load_settings()).cache_dir / "samples"
 
 
 class GitBlobDownloader:
@@ -262,7 +256,6 @@ def download_samples(*, progress: bool = True, registry: Registry | None = None,
     if not registry.samples:
         raise WeightsError(f"registry {registry.source} lists no sample files")
     for entry in registry.samples:
-        folder = root / entry.exam if entry.exam else root
-        fetch_entry(entry, folder / entry.name, registry=registry, settings=settings,
+        fetch_entry(entry, sample_path(entry, root), registry=registry, settings=settings,
                     progress=progress)
     return root

@@ -9,7 +9,6 @@ any mirror.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -18,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, WeightsError
+from ..hashing import git_blob_sha1, sha256_file
 from ..settings import DEFAULT_WEIGHTS_URL, load_settings
 
-_CHUNK = 1 << 20
+__all__ = ["Entry", "Registry", "builtin_registry", "git_blob_sha1", "load_registry",
+           "sha256_file"]  # the hash helpers stay importable from here
+
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 
 # Canonical names of the five official weight files (= their file names in the authors' repository,
@@ -70,25 +72,6 @@ class Registry:
     def url(self, entry: Entry, base_url: str | None = None) -> str:
         """The download URL; a mirror (MAMMOCLI_WEIGHTS_URL) replaces the base, keeping the path."""
         return entry.url(base_url or self.base_url)
-
-
-def git_blob_sha1(path: Path) -> str:
-    """SHA-1 of the git blob object: sha1(b"blob <size>\\0" + content), streamed."""
-    size = path.stat().st_size
-    digest = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's content, as recorded in results."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _entries(items: Any, what: str, source: str) -> tuple[Entry, ...]:
