@@ -19,6 +19,7 @@ import torch
 
 from ..models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier
 from ..models.densenet_inference import InferencePatchClassifier
+from ..preprocess.patches import box_sums, integral_image, pad_to_patch
 
 
 @dataclass(frozen=True)
@@ -175,14 +176,7 @@ class HeatmapEngine:
     def exam_heatmaps(self, images: Sequence[np.ndarray], rng: random.Random) -> list[Heatmaps]:
         """`heatmaps` of all images of an exam (in the order given, which is the order of the
         stride-list draws), with patches batched across the images."""
-        padded_images = []
-        for image in images:
-            height, width = image.shape
-            padded = image
-            if height < self.patch or width < self.patch:
-                padded = np.zeros((max(height, self.patch), max(width, self.patch)), image.dtype)
-                padded[:height, :width] = image
-            padded_images.append(padded)
+        padded_images = [pad_to_patch(image, self.patch) for image in images]
         grids = [self.grid(padded.shape, rng) for padded in padded_images]
         all_probs = self.exam_patch_probabilities(padded_images, grids)
         out = []
@@ -202,8 +196,4 @@ class HeatmapEngine:
 
 
 def _patch_has_tissue(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, p: int) -> np.ndarray:
-    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    integral[1:, 1:] = mask.cumsum(axis=0).cumsum(axis=1)
-    counts = (integral[rows + p, cols + p] - integral[rows, cols + p]
-              - integral[rows + p, cols] + integral[rows, cols])
-    return counts > 0
+    return box_sums(integral_image(mask), rows, cols, rows + p, cols + p) > 0

@@ -12,7 +12,6 @@ Paths are relative to the manifest's folder unless absolute.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..io.csv_tables import read_csv
 from ..io.discover import discover_exams
 from ..io.exam import ExamSource
 from ..views import LABELS
@@ -53,17 +53,14 @@ T = TypeVar("T", "BreastRow", "PatchRow")
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     if not path.is_file():
         raise ConfigError(f"{path}: manifest not found")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; "
-                              f"expected {', '.join(required)} (+ optional patient, split)")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-    if not rows:
+    table = read_csv(path)
+    missing = [c for c in required if c not in table.header]
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; "
+                          f"expected {', '.join(required)} (+ optional patient, split)")
+    if not table.rows:
         raise ConfigError(f"{path}: the manifest has no rows")
-    return rows
+    return [row.values for row in table.rows]
 
 
 def _split(value: str, where: str) -> str | None:
