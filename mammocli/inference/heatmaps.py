@@ -88,7 +88,6 @@ class HeatmapEngine:
     def __init__(self, model: PatchClassifier, device: torch.device, *, patch_size: int = 256,
                  stride: int = 70, batch_size: int = 100,
                  dtype: torch.dtype = torch.float32, micro_batch: int | None = None) -> None:
-        self.model = model.to(device=device).eval()  # as loaded (the benchmark baseline runs it)
         self.device = device
         self.patch = patch_size
         self.stride = stride
@@ -100,7 +99,8 @@ class HeatmapEngine:
         self.dtype = dtype
         # The network actually run: the same function with fewer memory passes; bit-identical
         # in float32, with BatchNorm folded into the convolutions in the approximate precisions.
-        self.network = InferencePatchClassifier.build(self.model, device, dtype,
+        # Only the plan is kept on the device: the module it is built from is not needed again.
+        self.network = InferencePatchClassifier.build(model.eval(), device, dtype,
                                                       fold=dtype != torch.float32)
         self.forwarded = 0  # patches actually run through the network (after dedup)
 
