@@ -27,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import FlipMode, PipelineConfig, RngMode
 from ..errors import ConfigError, InputError
 from ..inference.batch import run_exams
-from ..inference.predictor import VARIANTS, ModelKind, Models, Predictor
+from ..inference.predictor import Models, Predictor
 from ..inference.randomness import ExamRandomness
 from ..io.exam import ExamSource, ImageSource
 from ..io.load import read_view_image
+from ..model_kinds import VARIANTS, ModelKind
 from ..preprocess.prepare import prepare_image
 from ..reporting import log
 from ..views import LABELS, VIEWS, View

@@ -79,7 +79,8 @@ def assemble(probabilities: np.ndarray, rows: np.ndarray, cols: np.ndarray, patc
     c = _footprints(cols, patch, shape[1])
     total = r.T @ probabilities @ c
     count = np.outer(r.sum(axis=0), c.sum(axis=0))
-    return (total / count).astype(np.float32)
+    out: np.ndarray = (total / count).astype(np.float32)
+    return out
 
 
 class HeatmapEngine:
@@ -150,7 +151,7 @@ class HeatmapEngine:
                 batch[torch.from_numpy(rows_of)] = sources[i][
                     torch.from_numpy(chunk[rows_of, 2]), torch.from_numpy(chunk[rows_of, 3])]
             probs = np.concatenate([self._forward(part)
-                                    for part in batch.split(self.micro_batch)])
+                                    for part in torch.split(batch, self.micro_batch)])
             for i in np.unique(chunk[:, 0]):
                 mine = chunk[:, 0] == i
                 outputs[i][0][chunk[mine, 1]] = probs[mine]

@@ -16,7 +16,7 @@ from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..hashing import sha256_file
 from ..inference.heatmaps import HeatmapEngine
-from ..inference.predictor import PATCH_WEIGHTS
+from ..model_kinds import PATCH_WEIGHTS
 from ..models.loading import load_patch_classifier
 from ..weights.fetch import resolve_weights
 from .config import Task, TrainConfig, Variant

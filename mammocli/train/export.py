@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import __version__
 from ..hashing import sha256_file
-from ..inference.predictor import PATCH_WEIGHTS
+from ..model_kinds import PATCH_WEIGHTS
 from ..models.loading import load_strict
 from ..outputs.files import atomic_write_bytes, atomic_write_text
 from .config import Task, TrainConfig

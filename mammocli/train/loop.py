@@ -225,7 +225,8 @@ class Trainer:
                     with sync:
                         with _autocast(config, self.device):
                             loss = self.spec.loss(net, move(batch, self.device))
-                        scaler.scale(loss / config.grad_accum).backward()
+                        # torch leaves Tensor.backward unannotated
+                        scaler.scale(loss / config.grad_accum).backward()  # type: ignore[no-untyped-call]
                     pos.loss_sum += float(loss.detach())
                     pos.loss_count += 1
                     if bar is not None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..inference.predictor import BREAST_WEIGHTS, PATCH_WEIGHTS, ModelKind
+from ..model_kinds import BREAST_WEIGHTS, PATCH_WEIGHTS, ModelKind
 from ..models.breast import ImageBreastModel, SplitBreastModel
 from ..models.densenet import PatchClassifier
 from ..models.loading import load_strict, read_state_dict

@@ -14,7 +14,8 @@ from io import BytesIO
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_voi_lut, get_decoder
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_voi_lut
 from pydicom.uid import (
     JPEG2000,
     UID,
