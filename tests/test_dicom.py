@@ -238,3 +238,58 @@ def test_rescale_slope_is_ignored_with_a_warning(tmp_path: Path) -> None:
     image = read_dicom(source(save_mg(ds, tmp_path / "slope.dcm")))
     np.testing.assert_array_equal(image.pixels, sixteen(display, 12))
     assert any("rescale" in w for w in image.warnings)
+
+
+def test_pydicom_warnings_become_result_warnings_without_header_values(tmp_path: Path) -> None:
+    # NumberOfFrames 0: pydicom warns "A value of '0' for (0028,0008) ... is invalid" and
+    # decodes one frame. The warning reaches the image's warnings, naming the file and the
+    # element, never quoting the value.
+    ds, display = make_mg(bits=12)
+    ds.NumberOfFrames = 0
+    image = read_dicom(source(save_mg(ds, tmp_path / "L_CC.dcm")))
+    assert (image.pixels == sixteen(display, 12)).all()
+    assert image.warnings == ("L_CC.dcm: pydicom warned while reading the file "
+                              "(UserWarning about NumberOfFrames)",)
+
+
+def test_pydicom_warning_text_is_never_echoed() -> None:
+    import warnings
+
+    from mammocli.io.dicom.scan import pydicom_warnings, warning_notes
+
+    pydicom_file = str(Path(pydicom.__file__).parent / "valuerep.py")
+    with pydicom_warnings() as caught:
+        for text, category, filename in [
+                ("The (0010,0010) value 'DOE^JANE' and PatientID 'MRN123' look odd",
+                 UserWarning, pydicom_file),
+                ("Photometric Interpretation 'SMITH' is odd", UserWarning, pydicom_file),
+                ("old API", DeprecationWarning, pydicom_file),
+                ("not pydicom's: 'JONES'", UserWarning, __file__)]:
+            warnings.warn_explicit(text, category, filename, 1)
+    notes = warning_notes(caught)
+    assert notes == ["pydicom warned while reading the file (UserWarning about "
+                     "PatientID, PatientName)",
+                     "pydicom warned while reading the file (UserWarning)"]
+    assert not any(v in n for n in notes for v in ("DOE", "JANE", "MRN123", "SMITH", "JONES"))
+
+
+def test_reading_a_file_with_an_invalid_uid_prints_no_header_value(tmp_path: Path) -> None:
+    # pydicom warns "Invalid value for VR UI: '<the UID>'" when the value is first read; that
+    # warning must not reach stderr (nor the result) with the UID in it.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns when the test sets the value, too
+        ds, _ = make_mg(bits=12)
+        ds.SeriesInstanceUID = "1.2.3.SECRET_VALUE"
+        path = save_mg(ds, tmp_path / "L_CC.dcm")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        image = read_dicom(source(path))
+        from mammocli.io.dicom.scan import dicom_uids, scan_header
+
+        scan_header(path, "L_CC.dcm", 10**8)
+        dicom_uids(path, "L_CC.dcm")
+    assert [str(w.message) for w in shown] == []
+    assert image.warnings == ("L_CC.dcm: pydicom warned while reading the file (UserWarning "
+                              "about a value of VR UI)",)

@@ -37,7 +37,7 @@ from mammocli.vocabulary import (
     Variant,
 )
 from mammocli.weights.registry import builtin_registry
-from mammocli.weights.used import WeightsUsed
+from mammocli.outputs.weights_used import WeightsUsed
 
 SMALL = PipelineConfig.small(tta=0)
 

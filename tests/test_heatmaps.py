@@ -87,3 +87,22 @@ def test_images_smaller_than_a_patch_are_padded(engine: HeatmapEngine) -> None:
     assert maps.patches == 1
     assert np.isfinite(maps.benign).all()
     assert maps.patch_probabilities is not None and maps.patch_probabilities.shape == (1, 4)
+
+
+def test_engine_keeps_only_its_plan_not_the_module_it_was_built_from() -> None:
+    # Benchmark-only state stays out of the engine: the module it is built from (the
+    # straightforward model the benchmark baseline runs) is not kept alive on the device.
+    import gc
+    import weakref
+
+    torch.manual_seed(0)
+    model = PatchClassifier().eval()
+    ref = weakref.ref(model)
+    engine = HeatmapEngine(model, torch.device("cpu"), patch_size=64, stride=20, batch_size=16)
+    del model
+    gc.collect()
+    assert ref() is None
+    assert not hasattr(engine, "model")
+    image = phantom((100, 80), np.random.default_rng(2))
+    maps = engine.heatmaps(image, random.Random(0))  # the engine still runs on its own
+    assert maps.benign.shape == (100, 80) and np.isfinite(maps.malignant).all()

@@ -29,6 +29,7 @@ from mammocli.outputs.sinks import (
 from mammocli.synthetic.phantoms import write_exam
 from mammocli.views import VIEWS
 from mammocli.weights import store
+from mammocli.weights.cache import user_weights_file
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -59,7 +60,7 @@ def test_atomic_writer_gives_the_umask_mode(tmp_path: Path, mask: int, mode: int
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a" / "r.json").stat().st_mode) == mode
-    user_file = store._user_path(None)
+    user_file = user_weights_file()
     assert stat.S_IMODE(user_file.stat().st_mode) == mode
 
 
@@ -337,3 +338,21 @@ def test_devices_are_never_renamed_over(tmp_path: Path) -> None:
         pytest.skip("no /dev/full on this system")
     with pytest.raises(OutputError, match="not a regular file"):
         CsvSink(Path("/dev/full"), overwrite=True, resume=False).plan([])
+
+
+def test_heatmap_overlays_leave_matplotlib_backend_alone() -> None:
+    # A library function must not switch the caller's (global) matplotlib backend.
+    import matplotlib
+    import numpy as np
+
+    from mammocli.outputs.heatmaps import _overlay_png
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        heat = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(40, 30)
+        png = _overlay_png(np.zeros((40, 30), np.uint16), heat, heat[::-1], "L-CC")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)

@@ -11,9 +11,9 @@ from pydicom.uid import generate_uid
 from typer.testing import CliRunner
 
 from mammocli.cli.app import app
+from mammocli.inference.scan_tree import scan_archive
 from mammocli.io.discover import discover
 from mammocli.io.exam_list import exam_sources, read_exam_list
-from mammocli.io.scan_tree import scan_archive
 from mammocli.synthetic.phantoms import write_exam
 from mammocli.views import VIEWS
 

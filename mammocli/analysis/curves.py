@@ -103,7 +103,7 @@ def _pr(tp: FloatArray, fp: FloatArray, n1: float) -> tuple[FloatArray, FloatArr
 def _tpr_on_grid(fpr: FloatArray, tpr: FloatArray) -> FloatArray:
     # the ROC is piecewise linear between thresholds; at a vertical segment take its top
     top = np.append(fpr[1:] != fpr[:-1], True)
-    return np.interp(GRID, fpr[top], tpr[top])
+    return np.asarray(np.interp(GRID, fpr[top], tpr[top]), dtype=np.float64)
 
 
 def _precision_on_grid(recall: FloatArray, precision: FloatArray) -> FloatArray:

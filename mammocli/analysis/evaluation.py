@@ -115,6 +115,11 @@ class Evaluated:
     def exam_level(self, task: str) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         return _exam_level(self.keys, self.labels[task], self.scores[task])
 
+    def curves(self) -> dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]:
+        """(labels, scores) per curve to plot: each task at breast level, then at exam level."""
+        breast = {f"breast {t}": (self.labels[t], self.scores[t]) for t in self.scores}
+        return {**breast, **{f"exam {t}": self.exam_level(t) for t in self.scores}}
+
 
 def _exam_level(keys: list[BreastKey], y: NDArray[np.int64], s: NDArray[np.float64]
                 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -221,4 +226,21 @@ def metarepo_breast_csv(ev: Evaluated) -> str:
     w.writerow(["index", "left_malignant", "right_malignant"])
     for exam, sides in by_exam.items():
         w.writerow([exam, f"{sides['L']:.6g}", f"{sides['R']:.6g}"])
+    return buf.getvalue()
+
+
+def report_csv(r: EvaluationReport) -> str:
+    """The report's metrics as a CSV table, one row per (level, task, metric)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["level", "task", "n", "n_positive", "metric", "estimate", "ci_low", "ci_high"])
+    for level, block in (("breast", r.breast_level), ("exam", r.exam_level)):
+        for task, m in block.items():
+            for name, est in (("auroc", m.auroc), ("auprc", m.auprc)):
+                w.writerow([level, task, m.n, m.n_positive, name, est.estimate, est.ci_low,
+                            est.ci_high])
+    for s in r.subgroups:
+        for name, e in (("auroc", s.auroc), ("auprc", s.auprc)):
+            w.writerow([f"{s.column}={s.value}", "malignant", s.n_breasts, s.n_positive, name,
+                        *((e.estimate, e.ci_low, e.ci_high) if e else ("", "", ""))])
     return buf.getvalue()

@@ -351,3 +351,28 @@ def breasts_csv(rows: list[BreastRow], readers: list[str]) -> str:
                     *(f"{b.readers[r]:.6g}" for r in readers),
                     *(f"{b.hybrids[r]:.6g}" for r in readers)])
     return buf.getvalue()
+
+
+def hybrid_report(scores: ReaderScores, model: ModelScores, labels: Labels | None = None, *,
+                  weight: float = DEFAULT_WEIGHT, n_bootstrap: int = metrics.DEFAULT_RESAMPLES,
+                  seed: int = 0, sweep_step: float | None = None) -> HybridReport:
+    """The whole `hybrid` computation: match the tables, blend, and score (metrics need labels;
+    `sweep_step`: also the hybrids' AUCs for w from 0 to 1 in these steps)."""
+    check_weight(weight)
+    matched = match(scores, model, labels)
+    warnings = [*scores.warnings, *model.warnings]
+    if matched.scores_only:
+        warnings.append(f"{len(matched.scores_only)} exams of the scores have no prediction")
+    if matched.predictions_only:
+        warnings.append(f"{len(matched.predictions_only)} predicted exams have no reader scores")
+    result_metrics = (hybrid_metrics(matched, weight, n_bootstrap, seed)
+                      if matched.labels is not None else None)
+    points = sweep(matched, sweep_weights(sweep_step)) if sweep_step is not None else None
+    rows = breast_rows(matched, weight)
+    return HybridReport(
+        weight=weight, model_source=model.source, readers=matched.readers,
+        n_breasts=len(rows), unmatched_scores_exams=matched.scores_only,
+        unmatched_prediction_exams=matched.predictions_only,
+        failed_predictions=model.failed, warnings=warnings, metrics=result_metrics,
+        sweep=points, breasts=rows,
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -162,7 +163,8 @@ class BootstrapDraws:
     skipped: int
 
 
-def bootstrap(y: NDArray[np.integer], scores: FloatArray, groups: Sequence[object] | NDArray,
+def bootstrap(y: NDArray[np.integer], scores: FloatArray,
+              groups: Sequence[object] | NDArray[Any],
               n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> BootstrapDraws:
     """AUROC and AUPRC of each score column over `n_resamples` exam-level resamples.
 

@@ -25,7 +25,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import FlipMode, PipelineConfig, RngMode
-from ..console import log
 from ..errors import ConfigError, InputError
 from ..families.dmv_cnn import FAMILY, DmvCnnModels
 from ..inference.batch import run_exams
@@ -34,6 +33,7 @@ from ..inference.randomness import ExamRandomness
 from ..io.exam import ExamSource, ImageSource
 from ..io.load import read_view_image
 from ..preprocess.prepare import prepare_image
+from ..reporting import log
 from ..views import LABELS, VIEWS, View
 from ..vocabulary import ModelKind, Variant
 from ..weights import Registry, download_samples, load_registry, resolve_weights

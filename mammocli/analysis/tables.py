@@ -6,13 +6,16 @@ Every error names the file and the line (line 1 is the header). Missing columns 
 
 from __future__ import annotations
 
-import csv
-import fnmatch
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, InputError
+from ..errors import InputError
+
+# the one CSV reader, re-exported: the analysis modules read their tables through here
+from ..io.csv_tables import CsvTable as CsvTable
+from ..io.csv_tables import Row as Row
+from ..io.csv_tables import read_csv as read_csv
 
 BreastKey = tuple[str, str]  # (exam id, "L" | "R")
 SIDES = ("L", "R")
@@ -31,57 +34,6 @@ class Columns:
     model: str | None = None  # None: `score`, then `malignant`
     readers: tuple[str, ...] = ()  # names or globs (wide layout), e.g. ("Reader*_POM",)
     exam_explicit: bool = False  # the user named --exam-column (no `index` fallback then)
-
-
-@dataclass(frozen=True)
-class Row:
-    line: int
-    values: dict[str, str]
-
-
-@dataclass(frozen=True)
-class CsvTable:
-    path: Path
-    header: list[str]
-    rows: list[Row]
-
-    def where(self, line: int) -> str:
-        return f"{self.path.name}, line {line}"
-
-    def require(self, *names: str, option: str = "the column options") -> None:
-        missing = [n for n in names if n not in self.header]
-        if missing:
-            raise ConfigError(
-                f"{self.path.name}: missing column(s) {', '.join(missing)}",
-                hint=f"columns present: {', '.join(self.header)}; choose others with {option}",
-            )
-
-    def expand(self, patterns: tuple[str, ...]) -> list[str]:
-        """Column names matching names or globs, in header order."""
-        found = [c for c in self.header if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
-        for p in patterns:
-            if not any(fnmatch.fnmatchcase(c, p) for c in self.header):
-                raise ConfigError(f"{self.path.name}: no column matches {p!r}",
-                                  hint=f"columns present: {', '.join(self.header)}")
-        return found
-
-
-def read_csv(path: Path) -> CsvTable:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = [
-                Row(reader.line_num, {k.strip(): (v or "").strip() for k, v in r.items() if k})
-                for r in reader
-            ]
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path.name}: not a readable CSV file ({exc})") from None
-    if not header:
-        raise InputError(f"{path.name}: empty file, no header row")
-    return CsvTable(path, header, rows)
 
 
 def parse_side(table: CsvTable, row: Row, column: str) -> str:

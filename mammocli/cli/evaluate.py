@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..analysis.evaluation import EvaluationReport, Subgroup, evaluate, metarepo_breast_csv
+from ..analysis.evaluation import (
+    EvaluationReport,
+    Subgroup,
+    evaluate,
+    metarepo_breast_csv,
+    report_csv,
+)
 from ..analysis.metrics import DEFAULT_RESAMPLES
 from ..analysis.plots import pr_png, roc_png
 from ..analysis.predictions import load_predictions
@@ -44,22 +48,6 @@ def report_table(r: EvaluationReport) -> Table:
                       str(s.n_positive),
                       _fmt(s.auroc) if s.auroc else "-", _fmt(s.auprc) if s.auprc else "-")
     return table
-
-
-def report_csv(r: EvaluationReport) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["level", "task", "n", "n_positive", "metric", "estimate", "ci_low", "ci_high"])
-    for level, block in (("breast", r.breast_level), ("exam", r.exam_level)):
-        for task, m in block.items():
-            for name, est in (("auroc", m.auroc), ("auprc", m.auprc)):
-                w.writerow([level, task, m.n, m.n_positive, name, est.estimate, est.ci_low,
-                            est.ci_high])
-    for s in r.subgroups:
-        for name, e in (("auroc", s.auroc), ("auprc", s.auprc)):
-            w.writerow([f"{s.column}={s.value}", "malignant", s.n_breasts, s.n_positive, name,
-                        *((e.estimate, e.ci_low, e.ci_high) if e else ("", "", ""))])
-    return buf.getvalue()
 
 
 def register(app: typer.Typer) -> None:
@@ -116,9 +104,7 @@ def register(app: typer.Typer) -> None:
             log.warning("%d labelled exams have no predictions",
                         len(r.labelled_exams_without_predictions))
         if plots is not None:
-            breast = {f"breast {t}": (ev.labels[t], ev.scores[t]) for t in ev.scores}
-            exam = {f"exam {t}": ev.exam_level(t) for t in ev.scores}
-            curves = {**breast, **exam}
+            curves = ev.curves()
             write_file(plots / "roc.png", roc_png(curves, "ROC"))
             write_file(plots / "pr.png", pr_png(curves, "precision-recall"))
         if metarepo_csv is not None:

@@ -12,16 +12,11 @@ from rich.table import Table
 from ..analysis.hybrid import (
     DEFAULT_WEIGHT,
     HybridMetrics,
-    HybridReport,
     SweepPoint,
-    breast_rows,
     breasts_csv,
     check_weight,
-    hybrid_metrics,
-    match,
+    hybrid_report,
     read_reader_scores,
-    sweep,
-    sweep_weights,
 )
 from ..analysis.metrics import DEFAULT_RESAMPLES, Estimate
 from ..analysis.predictions import load_predictions
@@ -132,34 +127,16 @@ def register(app: typer.Typer) -> None:
         scores = read_reader_scores(radiologist_scores, columns)
         model = load_predictions(predictions, columns)
         label_table = read_labels(labels, columns) if labels is not None else None
-        matched = match(scores, model, label_table)
-        warnings = [*scores.warnings, *model.warnings]
-        if matched.scores_only:
-            warnings.append(f"{len(matched.scores_only)} exams of the scores have no prediction")
-        if matched.predictions_only:
-            warnings.append(f"{len(matched.predictions_only)} predicted exams have no reader "
-                            "scores")
-        for w in warnings + model.failed:
+        report = hybrid_report(scores, model, label_table, weight=weight,
+                               n_bootstrap=n_bootstrap, seed=seed,
+                               sweep_step=sweep_step if do_sweep else None)
+        for w in report.warnings + report.failed_predictions:
             log.warning(w)
-        result_metrics = None
-        points = None
-        if matched.labels is not None:
-            result_metrics = hybrid_metrics(matched, weight, n_bootstrap, seed)
-            if not quiet:
-                print_wide(metrics_table(result_metrics, weight))
-        if do_sweep:
-            points = sweep(matched, sweep_weights(sweep_step))
-            if not quiet:
-                print_wide(sweep_table(points))
-        rows = breast_rows(matched, weight)
+        if report.metrics is not None and not quiet:
+            print_wide(metrics_table(report.metrics, weight))
+        if report.sweep is not None and not quiet:
+            print_wide(sweep_table(report.sweep))
         if fmt is Format.csv:
-            emit(breasts_csv(rows, matched.readers), output)
+            emit(breasts_csv(report.breasts, report.readers), output)
             return
-        report = HybridReport(
-            weight=weight, model_source=model.source, readers=matched.readers,
-            n_breasts=len(rows), unmatched_scores_exams=matched.scores_only,
-            unmatched_prediction_exams=matched.predictions_only,
-            failed_predictions=model.failed, warnings=warnings, metrics=result_metrics,
-            sweep=points, breasts=rows,
-        )
         emit(report.model_dump_json(indent=2), output)

@@ -26,12 +26,11 @@ from ..config import FlipMode, RngMode
 from ..console import cell, log, progress, say, stderr
 from ..errors import EXIT_INTERRUPTED, ConfigError, InputError
 from ..inference.devices import configure_threads, tune_allocator
-from ..inference.precision import Precision
 from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
 from ..io.discover import discover, discover_exams, read_views_csv
 from ..outputs.schema import printable
 from ..outputs.sinks import CsvSink, HeatmapFolders, Outputs, PlannedExam, plan_exams, result_sink
-from ..vocabulary import ModelKind, Variant, parse_variant
+from ..vocabulary import ModelKind, Precision, Variant, parse_variant
 from ..weights.overrides import WEIGHTS_HELP, parse_weight_overrides, weights_locator
 from .common import handle_errors, report_error
 

@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
         so the list can move with the archive. Run it once per archive (or after new exams
         arrive); every task of a cluster run then reads only its own exams' folders.
         """
+        from ..inference.scan_tree import scan_archive
         from ..io.exam_list import write_exam_list
-        from ..io.scan_tree import scan_archive
         from ..outputs.files import atomic_write_text, check_distinct, check_file_target
 
         skipped = skipped or output.with_name(output.stem + ".skipped.csv")

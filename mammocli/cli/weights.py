@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..console import cell, say, stderr
 from ..errors import WeightsError
-from ..weights import fetch, store
+from ..weights import cache, fetch, store
 from ..weights.registry import Entry, Registry, load_registry
 from .common import handle_errors, write_stdout
 
@@ -148,13 +148,13 @@ def path(
 ) -> None:
     """Print the cache folder, or where a weights file is (or will be) cached."""
     if name is None:
-        write_stdout(str(fetch.weights_cache_dir()))
+        write_stdout(str(cache.weights_cache_dir()))
         return
     user = store.find_user_weights(name)
     if user is not None:
         write_stdout(user.path)
         return
-    write_stdout(str(fetch.weights_cache_dir() / load_registry().weight(name).name))
+    write_stdout(str(cache.weights_cache_dir() / load_registry().weight(name).name))
 
 
 @weights_app.command("import")

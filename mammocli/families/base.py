@@ -16,9 +16,9 @@ from pydantic import JsonValue
 
 from ..config import PipelineConfig
 from ..outputs.schema import BreastPredictions, Probabilities
+from ..outputs.weights_used import WeightsUsed
 from ..views import View
 from ..vocabulary import Export, Family, ModelKind, Precision, Variant
-from ..weights.used import WeightsUsed
 
 if TYPE_CHECKING:  # torch loads with the networks, not when the CLI parses options
     import torch

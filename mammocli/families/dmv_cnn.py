@@ -29,6 +29,7 @@ from ..inference.randomness import ExamRandomness
 from ..models.breast import ImageBreastModel, SplitBreastModel
 from ..models.loading import load_image_wise, load_patch_classifier, load_view_wise
 from ..outputs.schema import BreastPredictions, Probabilities
+from ..outputs.weights_used import WeightsUsed
 from ..preprocess.prepare import PreparedImage
 from ..views import VIEWS, View
 from ..vocabulary import (
@@ -41,7 +42,6 @@ from ..vocabulary import (
     weight_file,
 )
 from ..weights.fetch import weights_used
-from ..weights.used import WeightsUsed
 from .base import ImageOutput, Inference, Locate, Prepared
 
 CHANNELS = {Variant.IMAGE_ONLY: 1, Variant.IMAGE_AND_HEATMAPS: 3}

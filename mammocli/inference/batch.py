@@ -11,7 +11,7 @@ from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, Thre
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from ..console import log
+from ..reporting import log
 from ..errors import MammocliError
 from ..io.exam import ExamSource
 from ..outputs.schema import ExamFailure

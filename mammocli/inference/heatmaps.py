@@ -19,6 +19,7 @@ import torch
 
 from ..models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier
 from ..models.densenet_inference import InferencePatchClassifier
+from ..preprocess.patches import box_sums, integral_image, pad_to_patch
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def assemble(probabilities: np.ndarray, rows: np.ndarray, cols: np.ndarray, patc
     c = _footprints(cols, patch, shape[1])
     total = r.T @ probabilities @ c
     count = np.outer(r.sum(axis=0), c.sum(axis=0))
-    return (total / count).astype(np.float32)
+    out: np.ndarray = (total / count).astype(np.float32)
+    return out
 
 
 class HeatmapEngine:
@@ -87,7 +89,6 @@ class HeatmapEngine:
     def __init__(self, model: PatchClassifier, device: torch.device, *, patch_size: int = 256,
                  stride: int = 70, batch_size: int = 100,
                  dtype: torch.dtype = torch.float32, micro_batch: int | None = None) -> None:
-        self.model = model.to(device=device).eval()  # as loaded (the benchmark baseline runs it)
         self.device = device
         self.patch = patch_size
         self.stride = stride
@@ -99,7 +100,8 @@ class HeatmapEngine:
         self.dtype = dtype
         # The network actually run: the same function with fewer memory passes; bit-identical
         # in float32, with BatchNorm folded into the convolutions in the approximate precisions.
-        self.network = InferencePatchClassifier.build(self.model, device, dtype,
+        # Only the plan is kept on the device: the module it is built from is not needed again.
+        self.network = InferencePatchClassifier.build(model.eval(), device, dtype,
                                                       fold=dtype != torch.float32)
         self.forwarded = 0  # patches actually run through the network (after dedup)
 
@@ -149,7 +151,7 @@ class HeatmapEngine:
                 batch[torch.from_numpy(rows_of)] = sources[i][
                     torch.from_numpy(chunk[rows_of, 2]), torch.from_numpy(chunk[rows_of, 3])]
             probs = np.concatenate([self._forward(part)
-                                    for part in batch.split(self.micro_batch)])
+                                    for part in torch.split(batch, self.micro_batch)])
             for i in np.unique(chunk[:, 0]):
                 mine = chunk[:, 0] == i
                 outputs[i][0][chunk[mine, 1]] = probs[mine]
@@ -175,14 +177,7 @@ class HeatmapEngine:
     def exam_heatmaps(self, images: Sequence[np.ndarray], rng: random.Random) -> list[Heatmaps]:
         """`heatmaps` of all images of an exam (in the order given, which is the order of the
         stride-list draws), with patches batched across the images."""
-        padded_images = []
-        for image in images:
-            height, width = image.shape
-            padded = image
-            if height < self.patch or width < self.patch:
-                padded = np.zeros((max(height, self.patch), max(width, self.patch)), image.dtype)
-                padded[:height, :width] = image
-            padded_images.append(padded)
+        padded_images = [pad_to_patch(image, self.patch) for image in images]
         grids = [self.grid(padded.shape, rng) for padded in padded_images]
         all_probs = self.exam_patch_probabilities(padded_images, grids)
         out = []
@@ -202,8 +197,4 @@ class HeatmapEngine:
 
 
 def _patch_has_tissue(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, p: int) -> np.ndarray:
-    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    integral[1:, 1:] = mask.cumsum(axis=0).cumsum(axis=1)
-    counts = (integral[rows + p, cols + p] - integral[rows, cols + p]
-              - integral[rows + p, cols] + integral[rows, cols])
-    return counts > 0
+    return box_sums(integral_image(mask), rows, cols, rows + p, cols + p) > 0

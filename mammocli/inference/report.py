@@ -10,10 +10,10 @@ from ..config import PipelineConfig
 from ..families.base import ImageOutput, Inference
 from ..io.exam import ExamSource
 from ..outputs.schema import ImageReport, PredictionResult, SkippedRecord, Uids
+from ..outputs.weights_used import WeightsUsed
 from ..preprocess.prepare import PreparedImage
 from ..views import VIEWS, View
 from ..vocabulary import Family, ModelKind, Precision
-from ..weights.used import WeightsUsed
 
 
 def image_report(image: PreparedImage, output: ImageOutput, *, include_uids: bool

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputError, MammocliError
 from ..views import VIEWS, View
+from .csv_tables import read_records
 from .dicom.discover import FileMapper, discover_dicom_exams
 from .dicom.options import DicomOptions
 from .exam import ExamProblem, ExamSource, SkippedFile
@@ -117,12 +118,13 @@ def read_views_csv(csv_path: Path) -> dict[str, View]:
     """
     csv_path = Path(csv_path)
     try:
-        rows = list(csv.reader(csv_path.read_text(encoding="utf-8-sig").splitlines()))
-    except (OSError, UnicodeDecodeError) as exc:
+        records = read_records(csv_path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{csv_path}: cannot read the views CSV ({exc})") from exc
     mapping: dict[str, View] = {}
-    for number, row in enumerate(rows, start=1):
-        cells = [c.strip() for c in row]
+    for record in records:
+        number = record.line
+        cells = [c.strip() for c in record.cells]
         if not any(cells) or cells[0].startswith("#"):
             continue
         if len(cells) != 2:

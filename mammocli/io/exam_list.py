@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..analysis.tables import read_csv
 from ..errors import InputError, MammocliError
 from ..outputs.files import atomic_write_text
 from ..views import VIEWS
+from .csv_tables import read_csv
 from .dicom.discover import is_valid_uid
 from .dicom.options import DicomOptions
 from .discover import discover

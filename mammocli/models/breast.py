@@ -79,7 +79,8 @@ class SplitBreastModel(nn.Module):
         self.output_layer_mlo = OutputLayer(2 * FEATURES)
 
     def features(self, view: View, x: torch.Tensor) -> torch.Tensor:
-        return self.four_view_resnet.column(view.angle)(self.noise(x))
+        out: torch.Tensor = self.four_view_resnet.column(view.angle)(self.noise(x))
+        return out
 
     def heads(self, features: dict[View, torch.Tensor]) -> dict[Angle, torch.Tensor]:
         """Per-view features (N, 256) -> {CC, MLO: (N, 4, 2) log-probabilities}."""
@@ -108,12 +109,14 @@ class ImageBreastModel(nn.Module):
             self.add_module(f"output_layer_{v.compact}", OutputLayer(FEATURES))
 
     def features(self, view: View, x: torch.Tensor) -> torch.Tensor:
-        return self.four_view_resnet.column(view.angle)(self.noise(x))
+        out: torch.Tensor = self.four_view_resnet.column(view.angle)(self.noise(x))
+        return out
 
     def head(self, view: View, features: torch.Tensor) -> torch.Tensor:
         fc1: nn.Linear = getattr(self, f"fc1_{view.compact}")
         out: OutputLayer = getattr(self, f"output_layer_{view.compact}")
-        return out(F.relu(fc1(features)))
+        probabilities: torch.Tensor = out(F.relu(fc1(features)))
+        return probabilities
 
     def forward(self, inputs: dict[View, torch.Tensor]) -> dict[View, torch.Tensor]:
         return {v: self.head(v, self.features(v, x)) for v, x in inputs.items()}

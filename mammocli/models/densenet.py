@@ -32,13 +32,13 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 class SamePadConv(nn.Conv2d):
     """A stride-s convolution with TensorFlow SAME zero padding."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _same_pad(x, self.kernel_size[0], self.stride[0])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 class SamePadMaxPool(nn.MaxPool2d):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Zero padding (as the authors') is harmless here: the input is post-ReLU.
         k = self.kernel_size if isinstance(self.kernel_size, int) else self.kernel_size[0]
         s = self.stride if isinstance(self.stride, int) else self.stride[0]
@@ -76,7 +76,8 @@ class _DenseLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x` is the concatenation of all earlier features."""
         x = self.conv1(self.relu1(self.norm1(x)))
-        return self.conv2(self.relu2(self.norm2(x)))
+        out: torch.Tensor = self.conv2(self.relu2(self.norm2(x)))
+        return out
 
 
 class _DenseBlock(nn.ModuleDict):
@@ -128,4 +129,5 @@ class PatchClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.features(x))
         h = F.adaptive_avg_pool2d(h, 1).flatten(1)
-        return self.classifier(h)
+        logits: torch.Tensor = self.classifier(h)
+        return logits

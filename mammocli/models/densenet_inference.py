@@ -78,7 +78,8 @@ class _Stem:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(_same_pad(x, 7, 2))
-        return self.pool(self.norm.relu(x) if self.norm else x)
+        out: torch.Tensor = self.pool(self.norm.relu(x) if self.norm else x)
+        return out
 
 
 @dataclass
@@ -183,7 +184,8 @@ class InferencePatchClassifier(nn.Module):
             if i < len(self.transitions):
                 x = self.transitions[i](x)
         x = self.norm5.relu(x)
-        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        out: torch.Tensor = self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        return out
 
 
 def _dense_block(x: torch.Tensor, layers: list[_DenseLayerPlan]) -> torch.Tensor:
@@ -231,8 +233,9 @@ def _fused_conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
                      padding: int, stride: int) -> torch.Tensor:
     # A private op (oneDNN's convolution with a ReLU post-op): only called where
     # `fused_conv_relu_available` has run it once; otherwise the public ops do the same.
-    return torch.ops.mkldnn._convolution_pointwise(
+    out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
         x, weight, bias, [padding] * 2, [stride] * 2, [1, 1], 1, "relu", [], "")
+    return out
 
 
 def fused_conv_relu_available(device: torch.device, dtype: torch.dtype) -> bool:
@@ -244,7 +247,9 @@ def fused_conv_relu_available(device: torch.device, dtype: torch.dtype) -> bool:
 
 @functools.cache
 def _probe_fused_conv_relu(dtype: torch.dtype) -> bool:
-    if dtype not in (torch.float32, torch.bfloat16) or not torch.backends.mkldnn.is_available():
+    # torch leaves mkldnn.is_available unannotated
+    mkldnn = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+    if dtype not in (torch.float32, torch.bfloat16) or not mkldnn:
         return False
     mkldnn = getattr(torch.ops, "mkldnn", None)
     if mkldnn is None or not hasattr(mkldnn, "_convolution_pointwise"):

@@ -71,12 +71,13 @@ def write_heatmaps(output: ExamOutput, exam_id: str, target: Path, *, overlays: 
 
 def _overlay_png(image: np.ndarray, benign: np.ndarray, malignant: np.ndarray,
                  title: str) -> bytes:
-    import matplotlib
+    # A Figure with its own Agg canvas: no pyplot state, and the caller's backend is left alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 6), dpi=100)
+    fig = Figure(figsize=(12, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
     panels = [("image", None, None), ("benign", benign, "Greens"),
               ("malignant", malignant, "Reds")]
     for ax, (name, heat, cmap) in zip(axes, panels, strict=True):
@@ -89,5 +90,4 @@ def _overlay_png(image: np.ndarray, benign: np.ndarray, malignant: np.ndarray,
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, model
 
 from ..views import LABELS, View
 from ..vocabulary import SCHEMA_VERSION, Family, ModelKind, Precision, RngMode, Variant
-from ..weights.used import WeightsUsed
+from .weights_used import WeightsUsed
 
 SchemaVersion = Literal["2.0"]  # = SCHEMA_VERSION; a test checks they agree
 OrientationFrom = Literal["exam", "auto", "dicom"]  # exam.yaml / --horizontal-flip, tissue, header

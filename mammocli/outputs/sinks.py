@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from filelock import FileLock, Timeout
 
 from ..errors import ConfigError, OutputError
+from ..io.csv_tables import read_records
 from ..io.exam import ExamSource
 from .files import (
     atomic_write_text,
@@ -427,9 +428,8 @@ class CsvSink(Sink):
         check_file_target(self.path, "--csv", overwrite=self.overwrite, append=self.resume)
         if self.resume and self.path.is_file():
             try:
-                with self.path.open(newline="", encoding="utf-8") as fh:
-                    table = list(csv.reader(fh))
-            except (OSError, UnicodeDecodeError) as exc:
+                table = [record.cells for record in read_records(self.path)]
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
                 raise OutputError(f"--csv {self.path}: cannot read it to merge ({exc})",
                                   hint="use --overwrite to replace it") from None
             if table and table[0] != CSV_HEADER:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..views import Angle
+from .patches import box_sums, integral_image
 
 
 def best_center(image: np.ndarray, angle: Angle, rightmost_points: tuple[tuple[int, int], int],
@@ -48,8 +49,7 @@ def _window_tissue_counts(mask: np.ndarray, ys: np.ndarray, cx: int, half: tuple
     one sticking out at the bottom/right is clipped.
     """
     height, width = mask.shape
-    integral = np.zeros((height + 1, width + 1), dtype=np.int64)
-    integral[1:, 1:] = mask.cumsum(axis=0).cumsum(axis=1)
+    integral = integral_image(mask)
 
     def span(center: np.ndarray, h: int, r: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         start = center - h
@@ -60,4 +60,4 @@ def _window_tissue_counts(mask: np.ndarray, ys: np.ndarray, cx: int, half: tuple
     y0, y1 = span(ys, half[0], rem[0], height)
     x0, x1 = span(np.array([cx]), half[1], rem[1], width)
     x0, x1 = x0[0], x1[0]
-    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return box_sums(integral, y0, x0, y1, x1)

@@ -36,7 +36,7 @@ def _l1_distance_to_background(mask: np.ndarray) -> np.ndarray:
     """Taxicab distance of every pixel to the nearest background pixel; outside counts as
     background (scipy's erosion uses border_value=0)."""
     padded = np.pad(mask, 1, constant_values=False)
-    dist = ndimage.distance_transform_cdt(padded, metric="taxicab")
+    dist: np.ndarray = ndimage.distance_transform_cdt(padded, metric="taxicab")
     return dist[1:-1, 1:-1]
 
 

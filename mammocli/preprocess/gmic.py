@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -58,6 +59,11 @@ _LEAF = 128  # numpy's pairwise block size; 8 accumulators inside a leaf
 _F32 = np.float32
 
 
+def _f32(value: object) -> np.float32:
+    # numpy's stubs type float32 arithmetic on untyped arrays as Any; the value is a float32
+    return cast(np.float32, np.float32(value))  # type: ignore[arg-type]
+
+
 def _pairwise_sum(a: np.ndarray) -> np.float32:
     """numpy's float32 pairwise summation of one 1-D chunk, step by step (any length)."""
     n = a.size
@@ -65,7 +71,7 @@ def _pairwise_sum(a: np.ndarray) -> np.float32:
         total = _F32(0.0)
         for value in a:
             total = _F32(total + value)
-        return total
+        return _f32(total)
     if n <= _LEAF:
         whole = n - n % 8
         lanes = a[:whole].reshape(-1, 8)
@@ -76,10 +82,10 @@ def _pairwise_sum(a: np.ndarray) -> np.float32:
                      + _F32(_F32(r[4] + r[5]) + _F32(r[6] + r[7])))
         for value in a[whole:]:
             total = _F32(total + value)
-        return total
+        return _f32(total)
     half = n // 2
     half -= half % 8
-    return _F32(_pairwise_sum(a[:half]) + _pairwise_sum(a[half:]))
+    return _f32(_pairwise_sum(a[:half]) + _pairwise_sum(a[half:]))
 
 
 def _full_block_sums(blocks: np.ndarray) -> np.ndarray:
@@ -93,7 +99,7 @@ def _full_block_sums(blocks: np.ndarray) -> np.ndarray:
     s = s + ((r[..., 4] + r[..., 5]) + (r[..., 6] + r[..., 7]))
     while s.shape[1] > 1:
         s = s[:, 0::2] + s[:, 1::2]
-    return s[:, 0]
+    return cast(np.ndarray, s[:, 0])
 
 
 def float32_sum(a: np.ndarray) -> np.float32:
@@ -107,7 +113,7 @@ def float32_sum(a: np.ndarray) -> np.float32:
         total = _F32(total + value)
     if whole < flat.size:
         total = _F32(total + _pairwise_sum(flat[whole:]))
-    return total
+    return _f32(total)
 
 
 def standardize(window: np.ndarray) -> np.ndarray:

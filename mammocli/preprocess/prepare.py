@@ -34,7 +34,7 @@ def prepare_image(image: ViewImage, flip_mode: FlipMode, config: PipelineConfig,
                   ) -> PreparedImage:
     source = image.source
     orientation = decide_orientation(image.pixels, source.view, flip_mode, source.facing)
-    crop = crop_mammogram(image.pixels, orientation.facing.value,  # type: ignore[arg-type]
+    crop = crop_mammogram(image.pixels, orientation.facing.value,
                           iterations=config.crop_iterations, buffer=config.crop_buffer,
                           where=source.relative)
     pixels = np.ascontiguousarray(to_canonical(crop.apply(image.pixels), orientation))

@@ -36,7 +36,7 @@ def phantom(shape: tuple[int, int], rng: np.random.Generator, *, facing: Side = 
         radius = min(height, width) * rng.uniform(0.03, 0.06)
         tissue += lesion_contrast * np.exp(-(((yy - ly) ** 2 + (xx - lx) ** 2) / (2 * radius**2)))
     values12 = np.clip(np.round(tissue * 4095), 1, 4095) * inside
-    image = np.round(values12 * 65535 / 4095).astype(np.uint16)
+    image: np.ndarray = np.round(values12 * 65535 / 4095).astype(np.uint16)
     return image[:, ::-1].copy() if facing is Side.LEFT else image
 
 

@@ -4,7 +4,6 @@ the first training step, so bad data fails early with the row that is wrong."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from torch.utils.data import Dataset
 
 from ..config import PipelineConfig
 from ..errors import ConfigError
+from ..hashing import sha256_file
 from ..inference.heatmaps import HeatmapEngine
 from ..models.loading import load_patch_classifier
 from ..vocabulary import PATCH_WEIGHTS, Variant
@@ -32,18 +32,10 @@ class Datasets:
     patch_weights: Path | None = None  # the patch model behind the heatmaps, if any
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _manifest_card(config: TrainConfig, n_train: int, n_val: int, unit: str) -> dict[str, Any]:
-    manifests = {"train": str(config.data.train), "train_sha256": sha256(config.data.train)}
+    manifests = {"train": str(config.data.train), "train_sha256": sha256_file(config.data.train)}
     if config.data.val is not None:
-        manifests.update(val=str(config.data.val), val_sha256=sha256(config.data.val))
+        manifests.update(val=str(config.data.val), val_sha256=sha256_file(config.data.val))
     return {"task": config.task.value, **manifests, f"train_{unit}": n_train,
             f"val_{unit}": n_val}
 
@@ -94,7 +86,7 @@ def _breast_datasets(config: TrainConfig, pipeline: PipelineConfig, device: torc
         engine = HeatmapEngine(load_patch_classifier(patch_path), device,
                                patch_size=pipeline.patch_size, stride=pipeline.patch_stride,
                                batch_size=pipeline.heatmap_batch_size)
-        engine_id = f"{sha256(patch_path)}:{pipeline.patch_size}:{pipeline.patch_stride}"
+        engine_id = f"{sha256_file(patch_path)}:{pipeline.patch_size}:{pipeline.patch_stride}"
     cache = config.data.cache_dir or config.output_dir / "cache"
     train_items = prepare_exams(train_rows, pipeline, cache, engine, engine_id, config.seed,
                                 advance)
@@ -105,6 +97,6 @@ def _breast_datasets(config: TrainConfig, pipeline: PipelineConfig, device: torc
     val = BreastDataset(val_items, pipeline, train=False, **common)  # type: ignore[arg-type]
     card = _manifest_card(config, len(train_items), len(val_items), "exams")
     if patch_path is not None:
-        card["heatmaps_patch_model_sha256"] = sha256(patch_path)
+        card["heatmaps_patch_model_sha256"] = sha256_file(patch_path)
     return Datasets(train, val, card, patch_path)
 

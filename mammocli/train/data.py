@@ -26,6 +26,7 @@ from ..io.exam import ImageSource
 from ..io.load import read_view_image
 from ..io.png import read_png
 from ..outputs.files import atomic_write_bytes
+from ..preprocess.patches import integral_image, pad_to_patch, patch_sums
 from ..preprocess.prepare import prepare_image
 from ..preprocess.window import cut_window, sample_window, standardize_image_channel
 from ..views import VIEWS, Side, View
@@ -185,17 +186,6 @@ def _read_mask(path: Path | None, shape: tuple[int, int], where: str) -> np.ndar
     return mask
 
 
-def _integral(mask: np.ndarray) -> np.ndarray:
-    out = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    out[1:, 1:] = mask.cumsum(0).cumsum(1)
-    return out
-
-
-def _box_sums(integral: np.ndarray, p: int) -> np.ndarray:
-    """Sum of the mask over every p x p patch, indexed by its top-left corner."""
-    return integral[p:, p:] - integral[:-p, p:] - integral[p:, :-p] + integral[:-p, :-p]
-
-
 @dataclass(frozen=True)
 class PatchImage:
     row: int
@@ -209,13 +199,8 @@ def load_patch_image(row: PatchRow, patch: int, sampling: PatchSampling) -> Patc
     pixels = read_png(src).pixels
     malignant = _read_mask(row.malignant_mask, pixels.shape, where)
     benign = _read_mask(row.benign_mask, pixels.shape, where)
-    height, width = pixels.shape
-    if height < patch or width < patch:  # pad like the heatmap engine: background bottom/right
-        padded = np.zeros((max(height, patch), max(width, patch)), pixels.dtype)
-        padded[:height, :width] = pixels
-        pixels = padded
-        malignant = np.pad(malignant, ((0, pixels.shape[0] - height), (0, pixels.shape[1] - width)))
-        benign = np.pad(benign, ((0, pixels.shape[0] - height), (0, pixels.shape[1] - width)))
+    # padded as the heatmap engine pads: background at the bottom/right
+    pixels, malignant, benign = (pad_to_patch(a, patch) for a in (pixels, malignant, benign))
     tissue = pixels > 0
     half = patch // 2
     corners_h, corners_w = pixels.shape[0] - patch + 1, pixels.shape[1] - patch + 1
@@ -224,8 +209,8 @@ def load_patch_image(row: PatchRow, patch: int, sampling: PatchSampling) -> Patc
         # Top-left corners whose patch centre lies on the mask.
         return mask[half:half + corners_h, half:half + corners_w]
 
-    tissue_sum = _box_sums(_integral(tissue), patch)
-    lesion_sum = _box_sums(_integral(malignant | benign), patch)
+    tissue_sum = patch_sums(integral_image(tissue), patch)
+    lesion_sum = patch_sums(integral_image(malignant | benign), patch)
     classes = (
         centred_on(malignant),
         centred_on(benign),

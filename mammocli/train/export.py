@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..hashing import sha256_file
 from ..models.loading import load_strict
 from ..outputs.files import atomic_write_bytes, atomic_write_text
 from ..vocabulary import PATCH_WEIGHTS
-from .build import sha256
 from .config import Task, TrainConfig
 from .tasks import new_model, official_name
 
@@ -50,13 +50,13 @@ def export(model: nn.Module, config: TrainConfig, folder: Path, *, metrics: dict
         from ..models.gmic_loading import load_gmic
 
         load_gmic(folder / name, config.gmic.member)  # as `predict --model gmic` reads it
-    files = {name: sha256(folder / name)}
+    files = {name: sha256_file(folder / name)}
     if patch_weights is not None and config.task is Task.BREAST:
         # The image+heatmaps model needs the patch model its heatmaps were computed with.
         target = folder / PATCH_WEIGHTS
         if Path(patch_weights).resolve() != target.resolve():
             shutil.copyfile(patch_weights, target)
-        files[PATCH_WEIGHTS] = sha256(target)
+        files[PATCH_WEIGHTS] = sha256_file(target)
     card = {
         "mammocli_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..console import log, progress
 from ..errors import ConfigError
 from ..inference.devices import select_device
+from ..reporting import Tracker, log, track
 from . import checkpoint, distributed
 from .build import Datasets, build_datasets
 from .config import OptimizerName, ScheduleName, TrainConfig
@@ -135,6 +135,24 @@ def _set_epoch(dataset: Dataset[Any], epoch: int) -> None:
         setter(epoch)
 
 
+@dataclass
+class _Run:
+    """What one training run works with, from setup to export."""
+
+    data: Datasets
+    model: nn.Module
+    init_source: str
+    net: nn.Module  # the model as trained (DDP-wrapped when distributed)
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    sampler: distributed.ResumableSampler
+    micro_per_epoch: int
+    val_loader: DataLoader[Any]
+    pos: Position
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, *, show_progress: bool = True) -> None:
         self.config = config
@@ -164,6 +182,30 @@ class Trainer:
             distributed.teardown()
 
     def _run(self, resume: bool) -> TrainResult:
+        run = self._setup(resume)
+        pos, config = run.pos, self.config
+        stopped = False
+        with track("training", total=config.epochs * run.micro_per_epoch,
+                   completed=pos.epoch * run.micro_per_epoch + pos.batches,
+                   enabled=self.show_progress and self.info.is_main) as bar:
+            while pos.epoch < config.epochs and not stopped:
+                epoch_started = time.perf_counter()
+                stopped = self._train_epoch(run, bar)
+                if stopped:
+                    break
+                self._close_epoch(run, epoch_started)
+                if config.max_steps is not None and pos.step >= config.max_steps:
+                    stopped = pos.epoch < config.epochs
+        export_path = None
+        if not stopped and self.info.is_main:
+            export_path = self._export(run.model, run.data, run.init_source, pos)
+        distributed.barrier(self.info)
+        return TrainResult(self.out, not stopped, pos, run.history, export_path)
+
+    # ---------------------------------------------------------------- steps
+    def _setup(self, resume: bool) -> _Run:
+        """Data, model, optimiser, schedule and scaler, restored from the last checkpoint when
+        resuming (in this order: restoring the RNG states comes after everything that draws)."""
         config = self.config
         last_path = self.out / checkpoint.LAST
         if not resume and last_path.exists():
@@ -180,7 +222,6 @@ class Trainer:
         schedule = make_schedule(config, optimizer, steps_per_epoch)
         scaler = torch.amp.GradScaler("cuda", enabled=config.amp and self.device.type == "cuda")
         pos = Position()
-        history: list[dict[str, Any]] = []
         if resume:
             ckpt = checkpoint.load(last_path)
             model.load_state_dict(ckpt["model"])
@@ -194,82 +235,74 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / METRICS_LOG).unlink(missing_ok=True)
         net = distributed.wrap(model, self.info, self.device)
-        val_loader = _loader(data.val, config, None)
+        return _Run(data, model, init_source, net, optimizer, schedule, scaler, sampler,
+                    micro_per_epoch, _loader(data.val, config, None), pos)
 
-        def save_last() -> None:
-            if self.info.is_main:
-                checkpoint.save(last_path, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": schedule.state_dict(), "scaler": scaler.state_dict(),
-                    "rng": checkpoint.rng_states(), "state": asdict(pos),
-                    "config": config.model_dump_json(by_alias=True)})
+    def _save_last(self, run: _Run) -> None:
+        if self.info.is_main:
+            checkpoint.save(self.out / checkpoint.LAST, {
+                "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.schedule.state_dict(), "scaler": run.scaler.state_dict(),
+                "rng": checkpoint.rng_states(), "state": asdict(run.pos),
+                "config": self.config.model_dump_json(by_alias=True)})
 
-        stopped = False
-        with progress(self.show_progress and self.info.is_main) as bar:
-            task = bar.add_task("training", total=config.epochs * micro_per_epoch,
-                                completed=pos.epoch * micro_per_epoch + pos.batches) \
-                if bar else None
-            while pos.epoch < config.epochs and not stopped:
-                epoch_started = time.perf_counter()
-                _set_epoch(data.train, pos.epoch)
-                sampler.set_epoch(pos.epoch, skip=pos.batches * config.batch_size)
-                net.train()
-                if config.model.freeze_bn:
-                    freeze_batchnorm(net)
-                optimizer.zero_grad(set_to_none=True)
-                micro = pos.batches
-                for batch in _loader(data.train, config, sampler):
-                    micro += 1
-                    boundary = micro % config.grad_accum == 0 or micro == micro_per_epoch
-                    sync = (nullcontext() if boundary or not self.info.enabled
-                            else net.no_sync())  # type: ignore[operator]
-                    with sync:
-                        with _autocast(config, self.device):
-                            loss = self.spec.loss(net, move(batch, self.device))
-                        scaler.scale(loss / config.grad_accum).backward()
-                    pos.loss_sum += float(loss.detach())
-                    pos.loss_count += 1
-                    if bar is not None:
-                        bar.update(task, advance=1, description=f"epoch {pos.epoch + 1} "
-                                   f"loss {pos.loss_sum / pos.loss_count:.4f}")
-                    if not boundary:
-                        continue
-                    scaler.step(optimizer)
-                    scaler.update()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    pos.step += 1
-                    pos.batches = micro
-                    end_of_epoch = micro == micro_per_epoch
-                    hit_max = config.max_steps is not None and pos.step >= config.max_steps
-                    if end_of_epoch:
-                        break
-                    if hit_max or (config.checkpoint_every
-                                   and pos.step % config.checkpoint_every == 0):
-                        save_last()
-                    if hit_max:
-                        stopped = True
-                        break
-                if stopped:
-                    break
-                record = self._end_epoch(model, val_loader, pos, schedule, epoch_started)
-                history.append(record)
-                if self.info.is_main and self._improved(record, pos):
-                    checkpoint.save(self.out / checkpoint.BEST,
-                                    {"model": model.state_dict(), "epoch": pos.epoch,
-                                     "metrics": record})
-                pos.epoch += 1
-                pos.batches = 0
-                pos.loss_sum, pos.loss_count = 0.0, 0
-                save_last()
-                distributed.barrier(self.info)
-                if config.max_steps is not None and pos.step >= config.max_steps:
-                    stopped = pos.epoch < config.epochs
-        export_path = None
-        if not stopped and self.info.is_main:
-            export_path = self._export(model, data, init_source, pos)
+    def _train_epoch(self, run: _Run, bar: Tracker | None) -> bool:
+        """The rest of the epoch `run.pos.epoch` (from the micro-batch where it stands).
+        True when max_steps stopped training inside it."""
+        config, pos, net = self.config, run.pos, run.net
+        _set_epoch(run.data.train, pos.epoch)
+        run.sampler.set_epoch(pos.epoch, skip=pos.batches * config.batch_size)
+        net.train()
+        if config.model.freeze_bn:
+            freeze_batchnorm(net)
+        run.optimizer.zero_grad(set_to_none=True)
+        micro = pos.batches
+        for batch in _loader(run.data.train, config, run.sampler):
+            micro += 1
+            boundary = micro % config.grad_accum == 0 or micro == run.micro_per_epoch
+            sync = (nullcontext() if boundary or not self.info.enabled
+                    else net.no_sync())  # type: ignore[operator]
+            with sync:
+                with _autocast(config, self.device):
+                    loss = self.spec.loss(net, move(batch, self.device))
+                # torch leaves Tensor.backward unannotated
+                run.scaler.scale(loss / config.grad_accum).backward()  # type: ignore[no-untyped-call]
+            pos.loss_sum += float(loss.detach())
+            pos.loss_count += 1
+            if bar is not None:
+                bar.advance(1, description=f"epoch {pos.epoch + 1} "
+                            f"loss {pos.loss_sum / pos.loss_count:.4f}")
+            if not boundary:
+                continue
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            run.schedule.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            pos.step += 1
+            pos.batches = micro
+            if micro == run.micro_per_epoch:  # end of the epoch
+                return False
+            hit_max = config.max_steps is not None and pos.step >= config.max_steps
+            if hit_max or (config.checkpoint_every and pos.step % config.checkpoint_every == 0):
+                self._save_last(run)
+            if hit_max:
+                return True
+        return False
+
+    def _close_epoch(self, run: _Run, started: float) -> None:
+        """Validation, the metrics line, the best checkpoint, then the next epoch's position."""
+        pos = run.pos
+        record = self._end_epoch(run.model, run.val_loader, pos, run.schedule, started)
+        run.history.append(record)
+        if self.info.is_main and self._improved(record, pos):
+            checkpoint.save(self.out / checkpoint.BEST,
+                            {"model": run.model.state_dict(), "epoch": pos.epoch,
+                             "metrics": record})
+        pos.epoch += 1
+        pos.batches = 0
+        pos.loss_sum, pos.loss_count = 0.0, 0
+        self._save_last(run)
         distributed.barrier(self.info)
-        return TrainResult(self.out, not stopped, pos, history, export_path)
 
     # ---------------------------------------------------------------- epoch end
     def _end_epoch(self, model: nn.Module, val_loader: DataLoader[Any], pos: Position,

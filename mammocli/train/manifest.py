@@ -12,7 +12,7 @@ Paths are relative to the manifest's folder unless absolute.
 
 from __future__ import annotations
 
-import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..io.csv_tables import read_csv
 from ..io.discover import discover_exams
 from ..io.exam import ExamSource
 from ..views import LABELS
@@ -53,17 +54,14 @@ T = TypeVar("T", "BreastRow", "PatchRow")
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     if not path.is_file():
         raise ConfigError(f"{path}: manifest not found")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; "
-                              f"expected {', '.join(required)} (+ optional patient, split)")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-    if not rows:
+    table = read_csv(path)
+    missing = [c for c in required if c not in table.header]
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; "
+                          f"expected {', '.join(required)} (+ optional patient, split)")
+    if not table.rows:
         raise ConfigError(f"{path}: the manifest has no rows")
-    return rows
+    return [row.values for row in table.rows]
 
 
 def _split(value: str, where: str) -> str | None:
@@ -86,14 +84,21 @@ def _file(base: Path, value: str, where: str, column: str, optional: bool = Fals
     return path
 
 
+def _rows_with_file(path: Path, columns: tuple[str, ...], column: str,
+                    ) -> Iterator[tuple[int, str, dict[str, str], Path]]:
+    """(row number, where, values, the existing file or folder in `column`) per manifest row."""
+    for i, raw in enumerate(_read_rows(path, columns), start=1):
+        where = f"{path.name} row {i}"
+        found = _file(path.parent, raw[column], where, column)
+        assert found is not None  # not optional: _file raised otherwise
+        yield i, where, raw, found
+
+
 def read_breast_manifest(path: Path) -> list[BreastRow]:
     """Every row checked: the exam folder exists and holds all four views; labels are 0/1."""
     path = Path(path)
     out = []
-    for i, raw in enumerate(_read_rows(path, BREAST_COLUMNS), start=1):
-        where = f"{path.name} row {i}"
-        folder = _file(path.parent, raw["exam"], where, "exam")
-        assert folder is not None
+    for i, where, raw, folder in _rows_with_file(path, BREAST_COLUMNS, "exam"):
         try:
             exams = discover_exams(folder)
         except (ConfigError, InputError) as exc:
@@ -123,10 +128,7 @@ def read_breast_manifest(path: Path) -> list[BreastRow]:
 def read_patch_manifest(path: Path) -> list[PatchRow]:
     path = Path(path)
     out = []
-    for i, raw in enumerate(_read_rows(path, PATCH_COLUMNS), start=1):
-        where = f"{path.name} row {i}"
-        image = _file(path.parent, raw["image"], where, "image")
-        assert image is not None
+    for i, where, raw, image in _rows_with_file(path, PATCH_COLUMNS, "image"):
         out.append(PatchRow(
             i, image,
             _file(path.parent, raw["benign_mask"], where, "benign_mask", optional=True),

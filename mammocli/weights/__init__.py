@@ -5,15 +5,9 @@ The pipeline calls `resolve_weights(name, weights_dir=...)` and records `weights
 
 from __future__ import annotations
 
-from .fetch import (
-    RetryPolicy,
-    download_samples,
-    fetch_entry,
-    resolve_weights,
-    samples_cache_dir,
-    weights_cache_dir,
-    weights_used,
-)
+from ..hashing import git_blob_sha1, sha256_file
+from .cache import samples_cache_dir, weights_cache_dir
+from .fetch import RetryPolicy, download_samples, fetch_entry, resolve_weights, weights_used
 from .registry import (
     IMAGE_IMAGE,
     IMAGE_IMAGEHEATMAPS,
@@ -23,9 +17,7 @@ from .registry import (
     Entry,
     Registry,
     builtin_registry,
-    git_blob_sha1,
     load_registry,
-    sha256_file,
 )
 
 __all__ = [

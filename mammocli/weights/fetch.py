@@ -28,15 +28,16 @@ from urllib.parse import unquote, urlparse
 import pooch
 import requests
 from filelock import FileLock
-from rich.progress import Progress, TaskID
 
 from .. import __version__
-from ..console import download_progress, log
 from ..errors import DownloadError, WeightsError
+from ..hashing import sha256_file
+from ..outputs.weights_used import WeightsUsed
+from ..reporting import Tracker, log, track
 from ..settings import Settings, load_settings
-from .registry import Entry, Registry, load_registry, sha256_file, verification_problem
+from .cache import sample_path, samples_cache_dir, weights_cache_dir
+from .registry import Entry, Registry, load_registry, verification_problem
 from .store import find_user_weights, verify_user_weights
-from .used import WeightsUsed
 
 _CHUNK = 1 << 16
 _MAX_WAIT = 30.0
@@ -60,14 +61,6 @@ class _Transient(Exception):
     """A failure that another attempt may fix."""
 
 
-def weights_cache_dir(settings: Settings | None = None) -> Path:
-    return (settings or load_settings()).cache_dir / "weights"
-
-
-def samples_cache_dir(settings: Settings | None = None) -> Path:
-    return (settings or load_settings()).cache_dir / "samples"
-
-
 class GitBlobDownloader:
     """A pooch downloader that retries transient failures and verifies the git blob SHA-1 of the
     temporary file before pooch moves it into the cache."""
@@ -82,10 +75,8 @@ class GitBlobDownloader:
         if not isinstance(output_file, str):  # pooch always passes a path; keep mypy honest
             raise TypeError("GitBlobDownloader writes to a path")
         tmp = Path(output_file)
-        bar = download_progress(self.show_progress)
-        with bar if bar is not None else _nullcontext():
-            task = bar.add_task(self.entry.name, total=None) if bar is not None else None
-            self._download_with_retries(url, tmp, bar, task)
+        with track(self.entry.name, unit="bytes", enabled=self.show_progress) as bar:
+            self._download_with_retries(url, tmp, bar)
         problem = verification_problem(self.entry, tmp)
         if problem is not None:
             tmp.unlink(missing_ok=True)
@@ -96,11 +87,10 @@ class GitBlobDownloader:
                      "(a mirror must serve the authors' files unchanged) and try again",
             )
 
-    def _download_with_retries(self, url: str, tmp: Path, bar: Progress | None,
-                               task: TaskID | None) -> None:
+    def _download_with_retries(self, url: str, tmp: Path, bar: Tracker | None) -> None:
         for attempt in range(self.retry.retries + 1):
             try:
-                _stream(url, tmp, self.retry.timeout, bar, task)
+                _stream(url, tmp, self.retry.timeout, bar)
                 return
             except _Transient as exc:
                 if attempt == self.retry.retries:
@@ -116,13 +106,7 @@ class GitBlobDownloader:
                 time.sleep(wait)
 
 
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield None
-
-
-def _stream(url: str, tmp: Path, timeout: float, bar: Progress | None,
-            task: TaskID | None) -> None:
+def _stream(url: str, tmp: Path, timeout: float, bar: Tracker | None) -> None:
     """One attempt: write the whole body to `tmp` (truncating what a failed attempt left)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":  # a mirror on a shared drive: MAMMOCLI_WEIGHTS_URL=file:///mnt/...
@@ -151,15 +135,15 @@ def _stream(url: str, tmp: Path, timeout: float, bar: Progress | None,
                                     hint="check MAMMOCLI_WEIGHTS_URL and proxy settings")
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            if bar is not None and task is not None:
-                bar.reset(task, total=total)
+            if bar is not None:
+                bar.reset(total)
             written = 0
             with tmp.open("wb") as fh:
                 for chunk in resp.iter_content(_CHUNK):
                     fh.write(chunk)
                     written += len(chunk)
-                    if bar is not None and task is not None:
-                        bar.advance(task, len(chunk))
+                    if bar is not None:
+                        bar.advance(len(chunk))
     except (requests.ConnectionError, requests.Timeout,
             requests.exceptions.ChunkedEncodingError) as exc:
         raise _Transient(type(exc).__name__) from exc
@@ -273,7 +257,6 @@ def download_samples(*, progress: bool = True, registry: Registry | None = None,
     if not registry.samples:
         raise WeightsError(f"registry {registry.source} lists no sample files")
     for entry in registry.samples:
-        folder = root / entry.exam if entry.exam else root
-        fetch_entry(entry, folder / entry.name, registry=registry, settings=settings,
+        fetch_entry(entry, sample_path(entry, root), registry=registry, settings=settings,
                     progress=progress)
     return root

@@ -9,7 +9,6 @@ any mirror.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -18,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, WeightsError
+from ..hashing import git_blob_sha1, sha256_file
 from ..settings import DEFAULT_WEIGHTS_URL, load_settings
 from ..vocabulary import PATCH_WEIGHTS, ModelKind, Variant, weight_file
 
-_CHUNK = 1 << 20
+__all__ = ["Entry", "Registry", "builtin_registry", "git_blob_sha1", "load_registry",
+           "sha256_file"]  # the hash helpers stay importable from here
+
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -78,25 +80,6 @@ class Registry:
     def url(self, entry: Entry, base_url: str | None = None) -> str:
         """The download URL; a mirror (MAMMOCLI_WEIGHTS_URL) replaces the base, keeping the path."""
         return entry.url(base_url or entry.base_url or self.base_url)
-
-
-def git_blob_sha1(path: Path) -> str:
-    """SHA-1 of the git blob object: sha1(b"blob <size>\\0" + content), streamed."""
-    size = path.stat().st_size
-    digest = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's content, as recorded in results."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verification_problem(entry: Entry, path: Path) -> str | None:

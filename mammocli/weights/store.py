@@ -12,11 +12,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, WeightsError
+from ..hashing import git_blob_sha1, sha256_file
 from ..outputs.files import atomic_file, atomic_write_text
-from ..settings import Settings, load_settings
-from .registry import Entry, Registry, git_blob_sha1, sha256_file
+from ..settings import Settings
+from .cache import USER_FILE, sample_path, samples_cache_dir, user_weights_file, weights_cache_dir
+from .registry import Entry, Registry
 
-USER_FILE = "user_weights.json"
+__all__ = ["USER_FILE", "UserWeights", "WeightStatus", "as_dict", "find_user_weights",
+           "import_file", "register_user_weights", "remove", "status",
+           "unregister_user_weights", "user_weights", "verify_user_weights"]
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,9 @@ class UserWeights:
     sha256: str
 
 
-def _cache(settings: Settings | None) -> Path:
-    return (settings or load_settings()).cache_dir / "weights"
-
-
 def status(entry: Entry, *, verify: bool = True, settings: Settings | None = None) -> WeightStatus:
     """Cached? verified? of one official file; hashing is local (a few hundred ms for all five)."""
-    path = _cache(settings) / entry.name
+    path = weights_cache_dir(settings) / entry.name
     cached = path.is_file()
     return WeightStatus(
         name=entry.name, alias=entry.alias, role=entry.role, licence=entry.licence,
@@ -69,7 +69,7 @@ def import_file(source: Path, registry: Registry, *,
     got = git_blob_sha1(source)
     match = next((e for e in registry.weights if e.git_sha1 == got), None)
     if match is not None:
-        target = _cache(settings) / match.name
+        target = weights_cache_dir(settings) / match.name
     else:
         match = next((e for e in registry.samples if e.git_sha1 == got), None)
         if match is None:
@@ -79,8 +79,7 @@ def import_file(source: Path, registry: Registry, *,
                 hint="to use weights you trained, run `mammocli weights register NAME PATH` or "
                      "pass --weights-dir",
             )
-        samples = (settings or load_settings()).cache_dir / "samples"
-        target = (samples / match.exam if match.exam else samples) / match.name
+        target = sample_path(match, samples_cache_dir(settings))
     _atomic_copy(source, target)
     # Re-check the copy: the source could have changed while we read it.
     if git_blob_sha1(target) != match.git_sha1:
@@ -90,7 +89,7 @@ def import_file(source: Path, registry: Registry, *,
 
 
 def remove(entry: Entry, *, settings: Settings | None = None) -> bool:
-    path = _cache(settings) / entry.name
+    path = weights_cache_dir(settings) / entry.name
     if path.is_file():
         path.unlink()
         return True
@@ -99,12 +98,8 @@ def remove(entry: Entry, *, settings: Settings | None = None) -> bool:
 
 # --- weights a user trained --------------------------------------------------------------------
 
-def _user_path(settings: Settings | None) -> Path:
-    return _cache(settings) / USER_FILE
-
-
 def user_weights(settings: Settings | None = None) -> dict[str, UserWeights]:
-    path = _user_path(settings)
+    path = user_weights_file(settings)
     if not path.is_file():
         return {}
     try:
@@ -117,7 +112,7 @@ def user_weights(settings: Settings | None = None) -> dict[str, UserWeights]:
 
 
 def _write_user(items: dict[str, UserWeights], settings: Settings | None) -> None:
-    atomic_write_text(_user_path(settings), json.dumps(
+    atomic_write_text(user_weights_file(settings), json.dumps(
         {k: {"path": v.path, "sha256": v.sha256} for k, v in sorted(items.items())}, indent=2))
 
 

@@ -209,55 +209,11 @@ def discover_dicom_exams(
     """
     options = options or DicomOptions()
     root = Path(root)
-    mapped: dict[Path, View] = {}
-    for name, view in (views or {}).items():
-        full = (root / name).resolve()
-        if not full.is_file():
-            raise ConfigError(f"views CSV: {name} is not a file under {root.name}")
-        mapped[full] = view
-
-    headers: list[DicomHeader] = []
+    mapped = _mapped_views(root, views or {})
     stray: list[tuple[Path, str]] = []  # (path, reason): files no study can claim
-    files = _walk_files(root, exclude or [], stray)
-    scan = partial(scan_file, root=root, max_pixels=options.max_pixels)
-    for scanned in (map_files or map)(scan, files):
-        if isinstance(scanned, DicomHeader):
-            headers.append(scanned)
-        else:
-            stray.append(scanned)
+    headers = _scan(root, exclude or [], options, stray, map_files)
     groups = _group(headers, root, options, mapped)
-
-    # Which groups have files under each folder (up to the root): decides the exam folders.
-    owners: dict[Path, set[str]] = {}
-    for g in groups:
-        for h in g.headers:
-            for folder in (h.path.parent, *h.path.parent.parents):
-                owners.setdefault(folder, set()).add(g.key)
-                if folder == root:
-                    break
-    folders: dict[str, Path] = {}
-    ids: dict[str, str] = {}
-    for g in groups:
-        key = g.key
-        folder = Path(os.path.commonpath([h.path.parent for h in g.headers]))
-        if owners[folder] == {key}:
-            # The group's folder: the highest folder (up to the root) holding only this group.
-            # The root itself names the exam only when it holds nothing else.
-            while folder != root and owners[folder.parent] == {key} and (
-                    folder.parent != root or (len(groups) == 1 and not exclude)):
-                folder = folder.parent
-            folders[key] = folder
-            ids[key] = folder.name or folder.resolve().name or "exam"
-        else:
-            folders[key] = folder
-            ids[key] = g.fallback_id
-    names = [ids[k] for k in folders]
-    for g in groups:  # two exam folders of the same name in different places
-        if names.count(ids[g.key]) > 1:
-            # A study keeps the suffix of its hashed id (stable across versions, for --resume).
-            basis = g.key.removeprefix("study:")
-            ids[g.key] = f"{ids[g.key]}-{hashlib.sha1(basis.encode()).hexdigest()[:8]}"
-
+    folders, ids = _exam_folders(groups, root, single_root=len(groups) == 1 and not exclude)
     exams: list[ExamSource] = []
     for g in groups:
         folder = folders[g.key]
@@ -275,6 +231,68 @@ def discover_dicom_exams(
         ))
     unreadable = [SkippedFile(p.relative_to(root).as_posix(), r) for p, r in stray]
     return sorted(exams, key=lambda e: (str(e.folder), e.exam_id)), unreadable
+
+
+def _mapped_views(root: Path, views: Mapping[str, View]) -> dict[Path, View]:
+    """The --views-csv assignments by resolved path; every file named must exist."""
+    mapped: dict[Path, View] = {}
+    for name, view in views.items():
+        full = (root / name).resolve()
+        if not full.is_file():
+            raise ConfigError(f"views CSV: {name} is not a file under {root.name}")
+        mapped[full] = view
+    return mapped
+
+
+def _scan(root: Path, exclude: list[Path], options: DicomOptions,
+          stray: list[tuple[Path, str]], map_files: FileMapper | None) -> list[DicomHeader]:
+    """The header of every DICOM file of a study under `root`; the other files go to `stray`
+    with the reason."""
+    headers: list[DicomHeader] = []
+    scan = partial(scan_file, root=root, max_pixels=options.max_pixels)
+    for scanned in (map_files or map)(scan, _walk_files(root, exclude, stray)):
+        if isinstance(scanned, DicomHeader):
+            headers.append(scanned)
+        else:
+            stray.append(scanned)
+    return headers
+
+
+def _exam_folders(groups: list[_Group], root: Path, *, single_root: bool,
+                  ) -> tuple[dict[str, Path], dict[str, str]]:
+    """Each group's exam folder and exam id. `single_root`: the root itself may be the exam
+    folder (one group, nothing excluded)."""
+    # Which groups have files under each folder (up to the root): decides the exam folders.
+    owners: dict[Path, set[str]] = {}
+    for g in groups:
+        for h in g.headers:
+            for folder in (h.path.parent, *h.path.parent.parents):
+                owners.setdefault(folder, set()).add(g.key)
+                if folder == root:
+                    break
+    folders: dict[str, Path] = {}
+    ids: dict[str, str] = {}
+    for g in groups:
+        key = g.key
+        folder = Path(os.path.commonpath([h.path.parent for h in g.headers]))
+        if owners[folder] == {key}:
+            # The group's folder: the highest folder (up to the root) holding only this group.
+            # The root itself names the exam only when it holds nothing else.
+            while folder != root and owners[folder.parent] == {key} and (
+                    folder.parent != root or single_root):
+                folder = folder.parent
+            folders[key] = folder
+            ids[key] = folder.name or folder.resolve().name or "exam"
+        else:
+            folders[key] = folder
+            ids[key] = g.fallback_id
+    names = [ids[k] for k in folders]
+    for g in groups:  # two exam folders of the same name in different places
+        if names.count(ids[g.key]) > 1:
+            # A study keeps the suffix of its hashed id (stable across versions, for --resume).
+            basis = g.key.removeprefix("study:")
+            ids[g.key] = f"{ids[g.key]}-{hashlib.sha1(basis.encode()).hexdigest()[:8]}"
+    return folders, ids
 
 
 def _stray_for(folder: Path, folders: Mapping[str, Path],

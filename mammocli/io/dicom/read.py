@@ -9,13 +9,13 @@ BitsStored), invert MONOCHROME1 so that dense tissue is bright, and set padding 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from io import BytesIO
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_voi_lut, get_decoder
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_voi_lut
 from pydicom.uid import (
     JPEG2000,
     UID,
@@ -32,7 +32,7 @@ from pydicom.uid import (
 from ...errors import InputError
 from ..exam import ImageSource, ViewImage
 from .options import DicomOptions, VoiMode
-from .scan import check_elements, header_problem, read_header
+from .scan import check_elements, header_problem, pydicom_warnings, read_header, warning_notes
 from .tags import facing_from_orientation
 
 # The package that provides a decoder for each compressed transfer syntax (no GPL decoders).
@@ -61,6 +61,16 @@ def read_dicom(source: ImageSource, options: DicomOptions | None = None) -> View
     file (relative to the exam folder) for anything unusable; never with a header value.
     """
     options = options or DicomOptions()
+    with pydicom_warnings() as caught:
+        image = _read(source, options)
+    notes = warning_notes(caught)
+    if not notes:
+        return image
+    return dataclasses.replace(image, warnings=(*image.warnings,
+                                                *(f"{source.relative}: {n}" for n in notes)))
+
+
+def _read(source: ImageSource, options: DicomOptions) -> ViewImage:
     where = source.relative
     header, element = read_header(source.path, where)
     check_elements(header, where)
@@ -123,20 +133,19 @@ def _is_fatal(exc: BaseException) -> bool:
 
 
 def _decode(source: ImageSource, syntax: UID) -> np.ndarray:
+    # pydicom's warnings here (e.g. "J2K precision differs from BitsStored") are recorded by
+    # read_dicom: the shape/range checks decide, and the result's warnings say what it saw.
     where = source.relative
     try:
-        with warnings.catch_warnings():
-            # e.g. "J2K precision differs from BitsStored": the shape/range checks decide.
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(BytesIO(source.path.read_bytes()))
-            if "PixelData" not in ds:
-                # The header scan saw the element: an encapsulated stream that ends early.
-                raise InputError(
-                    f"{where}: pixel data truncated (the compressed image ends early)",
-                    hint=_REEXPORT)
-            if syntax.is_valid and syntax.is_compressed:
-                _check_codestream(ds, syntax, where)
-            return np.asarray(ds.pixel_array)
+        ds = pydicom.dcmread(BytesIO(source.path.read_bytes()))
+        if "PixelData" not in ds:
+            # The header scan saw the element: an encapsulated stream that ends early.
+            raise InputError(
+                f"{where}: pixel data truncated (the compressed image ends early)",
+                hint=_REEXPORT)
+        if syntax.is_valid and syntax.is_compressed:
+            _check_codestream(ds, syntax, where)
+        return np.asarray(ds.pixel_array)
     except InputError:
         raise
     except BaseException as exc:

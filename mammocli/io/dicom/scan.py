@@ -7,13 +7,17 @@ reported here, before any decoding.
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
@@ -93,12 +97,47 @@ class DicomHeader:
     uids: DicomUids | None = None  # for --include-uids results only
 
 
+@contextmanager
+def pydicom_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record the warnings raised in the block instead of printing them: pydicom's often quote
+    header values (names, UIDs). Values are converted lazily, when first read, so a block must
+    cover every read of a header, not only its parsing."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+_TAG = re.compile(r"\(([0-9A-Fa-f]{4}),\s*([0-9A-Fa-f]{4})\)")
+_WORD = re.compile(r"[A-Z][A-Za-z0-9]+")
+_VR = re.compile(r"\bVR ([A-Z]{2})\b")
+
+
+def warning_notes(caught: list[warnings.WarningMessage]) -> list[str]:
+    """pydicom's warnings about a file, in our words: the category and the elements named
+    (keyword, or the tag number), never the text, which often quotes header values."""
+    notes: list[str] = []
+    for record in caught:
+        # Only pydicom's data warnings: not its deprecations, nor another thread's warnings.
+        if not issubclass(record.category, UserWarning) or "pydicom" not in Path(
+                record.filename).parts:
+            continue
+        text = str(record.message)
+        names = {keyword_for_tag(int(g + e, 16)) or f"({g.upper()},{e.upper()})"
+                 for g, e in _TAG.findall(text)}
+        names |= {w for w in _WORD.findall(text) if tag_for_keyword(w) is not None}
+        names |= {f"a value of VR {vr}" for vr in _VR.findall(text)}
+        about = f" about {', '.join(sorted(names))}" if names else ""
+        note = f"pydicom warned while reading the file ({record.category.__name__}{about})"
+        if note not in notes:
+            notes.append(note)
+    return notes
+
+
 def read_header(path: Path, relative: str) -> tuple[Dataset, PixelElement]:
-    """Parse a file's header only. InputError when it is not a readable DICOM file."""
+    """Parse a file's header only. InputError when it is not a readable DICOM file.
+    pydicom warns about odd values (callers record them: `pydicom_warnings`)."""
     try:
-        with open(path, "rb") as f, warnings.catch_warnings():
-            # pydicom warns about odd values in partial/odd files; we judge the result ourselves.
-            warnings.simplefilter("ignore")
+        with open(path, "rb") as f:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
             element = _pixel_element(f, ds)
     except InvalidDicomError as exc:
@@ -296,16 +335,18 @@ def header_problem(ds: Dataset, element: PixelElement, max_pixels: int) -> str |
 
 def scan_header(path: Path, relative: str, max_pixels: int) -> tuple[DicomHeader, Dataset]:
     """One record per file for discovery. InputError: not a readable DICOM file at all."""
-    ds, element = read_header(path, relative)
-    check_elements(ds, relative)
-    try:
-        return _record(path, relative, ds, element, max_pixels), ds
-    except Exception as exc:  # a value pydicom parsed but we cannot use: this file only
-        raise InputError(
-            f"{relative}: cannot read the DICOM header ({type(exc).__name__} on a header "
-            "value); the file may be corrupt",
-            hint="export the image again from the archive",
-        ) from exc
+    # Discovery drops pydicom's warnings: reading the chosen images records them again.
+    with pydicom_warnings():
+        ds, element = read_header(path, relative)
+        check_elements(ds, relative)
+        try:
+            return _record(path, relative, ds, element, max_pixels), ds
+        except Exception as exc:  # a value pydicom parsed but we cannot use: this file only
+            raise InputError(
+                f"{relative}: cannot read the DICOM header ({type(exc).__name__} on a header "
+                "value); the file may be corrupt",
+                hint="export the image again from the archive",
+            ) from exc
 
 
 def _record(path: Path, relative: str, ds: Dataset, element: PixelElement,
@@ -346,10 +387,11 @@ def header_from_dataset(path: Path, relative: str, ds: Dataset, *, has_pixels: b
     """The discovery record of a header read elsewhere (DICOMweb metadata): `path` is where the
     file will be. The pixel data is not at hand, so only its presence is judged here; its size
     is checked by `scan_header` once the file is retrieved. InputError as `scan_header`."""
-    check_elements(ds, relative)
     element = PixelElement(present=has_pixels, length=None, available=None)
     try:
-        return _record(path, relative, ds, element, max_pixels)
+        with pydicom_warnings():  # they would quote header values
+            check_elements(ds, relative)
+            return _record(path, relative, ds, element, max_pixels)
     except Exception as exc:  # a value pydicom parsed but we cannot use: this file only
         raise InputError(
             f"{relative}: cannot read the DICOM header ({type(exc).__name__} on a header "

@@ -48,7 +48,7 @@ class _Candidate:
         h = self.header
         assert h.kind is not None
         if h.kind is not Kind.STANDARD:
-            return h.kind.value
+            return str(h.kind.value)
         if Modifier.IMPLANT_DISPLACED in h.view.modifiers:
             return "implant-displaced view"
         return "partial view (a tile of a large breast)"

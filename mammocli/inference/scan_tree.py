@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.dicom.discover import Scanned
+from ..io.dicom.options import DicomOptions
+from ..io.dicom.scan import DicomHeader
+from ..io.discover import Discovery, discover
+from ..io.exam import ExamSource, SkippedFile
+from ..io.png_exam import looks_like_png_exam
 from ..outputs.sinks import plan_exams
-from .dicom.discover import Scanned
-from .dicom.options import DicomOptions
-from .dicom.scan import DicomHeader
-from .discover import Discovery, discover
-from .exam import ExamSource, SkippedFile
-from .png_exam import looks_like_png_exam
 
 __all__ = ["ScanResult", "scan_archive"]
 
