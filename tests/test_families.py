@@ -25,6 +25,7 @@ from mammocli.io.dicom.options import DicomOptions
 from mammocli.io.discover import discover_exams
 from mammocli.outputs.schema import BreastPredictions, PredictionResult, Probabilities
 from mammocli.outputs.sinks import JsonFileSink, Outputs, plan_exams
+from mammocli.outputs.weights_used import WeightsUsed
 from mammocli.synthetic.phantoms import write_exam
 from mammocli.views import VIEWS, Angle, Side
 from mammocli.vocabulary import (
@@ -37,7 +38,6 @@ from mammocli.vocabulary import (
     Variant,
 )
 from mammocli.weights.registry import builtin_registry
-from mammocli.outputs.weights_used import WeightsUsed
 
 SMALL = PipelineConfig.small(tta=0)
 

@@ -11,11 +11,11 @@ from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, Thre
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from ..reporting import log
 from ..errors import MammocliError
 from ..io.exam import ExamSource
 from ..outputs.schema import ExamFailure
 from ..preprocess.prepare import PreparedImage
+from ..reporting import log
 from ..views import View
 from .predictor import ExamOutput, Predictor
 from .randomness import RunRandomness
