@@ -286,10 +286,10 @@ def test_reading_a_file_with_an_invalid_uid_prints_no_header_value(tmp_path: Pat
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         image = read_dicom(source(path))
-        from mammocli.io.dicom.scan import dicom_uids, scan_header
+        from mammocli.io.dicom.scan import scan_header
 
-        scan_header(path, "L_CC.dcm", 10**8)
-        dicom_uids(path, "L_CC.dcm")
+        header, _ = scan_header(path, "L_CC.dcm", 10**8)  # captures the UIDs too
+    assert header.uids is not None and header.uids.series == "1.2.3.SECRET_VALUE"
     assert [str(w.message) for w in shown] == []
     assert image.warnings == ("L_CC.dcm: pydicom warned while reading the file (UserWarning "
                               "about a value of VR UI)",)
