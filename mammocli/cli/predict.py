@@ -30,7 +30,15 @@ from ..inference.precision import Precision
 from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
 from ..io.discover import discover, discover_exams, read_views_csv
 from ..outputs.schema import printable
-from ..outputs.sinks import CsvSink, HeatmapFolders, Outputs, PlannedExam, plan_exams, result_sink
+from ..outputs.sinks import (
+    CsvSink,
+    HeatmapFolders,
+    ImageCsvSink,
+    Outputs,
+    PlannedExam,
+    plan_exams,
+    result_sink,
+)
 from ..vocabulary import GMIC_MEMBERS, Family, ModelKind, Variant, family_of, parse_variant
 from ..weights.overrides import WEIGHTS_HELP, parse_weight_overrides, weights_locator
 from .common import handle_errors, report_error
@@ -131,7 +139,11 @@ def register(app: typer.Typer) -> None:
             help="Write results here instead of stdout: a file (JSON, or JSON Lines for several "
             "exams), or a folder (ending in /) for one <exam_id>.json per exam."),
         csv_path: Path | None = typer.Option(
-            None, "--csv", help="Also write the primary variant as the authors' 4-column CSV."),
+            None, "--csv", help="Also write the primary variant as the authors' 4-column CSV "
+            "(per breast)."),
+        image_csv: Path | None = typer.Option(
+            None, "--image-csv", help="Also write one row per image (exam, view, file, "
+            "benign, malignant) for per-image models: gmic, image-wise."),
         save_heatmaps: Path | None = typer.Option(
             None, "--save-heatmaps", help="Also write heatmaps (arrays + PNG overlays) here."),
         weights_dir: Path | None = typer.Option(
@@ -226,6 +238,8 @@ def register(app: typer.Typer) -> None:
         sinks = [result_sink(output_arg, len(planned) == 1, overwrite=overwrite, resume=resume)]
         if csv_path is not None:
             sinks.append(CsvSink(csv_path, overwrite=overwrite, resume=resume))
+        if image_csv is not None:
+            sinks.append(ImageCsvSink(image_csv, overwrite=overwrite, resume=resume))
         outputs = Outputs.open(sinks, planned)
         heat = None
         if save_heatmaps is not None:

@@ -20,14 +20,14 @@ from .common import handle_errors, write_stdout
 
 weights_app = typer.Typer(
     name="weights",
-    help="Manage the model weights: the official NYU files (AGPL-3.0, downloaded and verified on "
-         "first use) and weights you trained.",
+    help="Manage the model weights: the official NYU files of the DMV-CNN and GMIC (AGPL-3.0, "
+         "downloaded and verified on first use) and weights you trained.",
     no_args_is_help=True,
 )
 
 
 def _select(registry: Registry, names: list[str] | None) -> list[Entry]:
-    return [registry.weight(n) for n in names] if names else list(registry.weights)
+    return registry.select(names)
 
 
 def _size(n: int | None) -> str:
@@ -85,7 +85,9 @@ def list_(
 @handle_errors
 def download(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Names or aliases (default: all five).")
+        list[str] | None, typer.Argument(
+            help="Names, aliases or a family: dmv-cnn (its five files) or gmic (the five "
+                 "GMIC members). Default: all.")
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or messages.")
