@@ -20,8 +20,8 @@ from .common import handle_errors, write_stdout
 
 weights_app = typer.Typer(
     name="weights",
-    help="Manage the model weights: the official NYU files of the DMV-CNN and GMIC (AGPL-3.0, "
-         "downloaded and verified on first use) and weights you trained.",
+    help="Manage the model weights: the official NYU files (AGPL-3.0, downloaded and verified on "
+         "first use) and weights you trained.",
     no_args_is_help=True,
 )
 

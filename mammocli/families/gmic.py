@@ -130,20 +130,18 @@ class GmicModels:
             return GMIC_MEMBERS[next(iter(self.members))]
         return Variant.GMIC_ENSEMBLE
 
-    def infer(self, prepared: Prepared, rng: ExamRandomness, config: PipelineConfig,
-              exports: frozenset[Export]) -> Inference:
-        """No random numbers: GMIC's window has no noise and no test-time augmentation."""
-        del rng, config
-        views = [view for view in VIEWS if view in prepared]
-        images: list[PreparedImage] = [img for view in views for img in prepared[view]]
+    def predict_images(self, images: Sequence[PreparedImage],
+                       ) -> tuple[dict[Variant, np.ndarray], list[dict[str, JsonValue]]]:
+        """Images (any views) -> per variant the (N, 2) y_fusion of each member and, with
+        several members, their mean (`gmic_ensemble`); per image each member's patches
+        (original-image boxes, attention), y_global and y_local, keyed by member index."""
         y_fusion: dict[Variant, list[np.ndarray]] = {}
         extras: list[dict[str, JsonValue]] = [{} for _ in images]
         for start in range(0, len(images), BATCH):
             chunk = images[start:start + BATCH]
             ensemble, windows = predict_images(self.members, chunk)
             for member, out in ensemble.members.items():
-                variant = GMIC_MEMBERS[member]
-                y_fusion.setdefault(variant, []).extend(out.y_fusion.numpy())
+                y_fusion.setdefault(GMIC_MEMBERS[member], []).extend(out.y_fusion.numpy())
                 for i, (image, window) in enumerate(zip(chunk, windows, strict=True)):
                     boxes = patch_boxes(image, window, out.patch_locations[i])
                     extras[start + i][str(member)] = {
@@ -156,23 +154,28 @@ class GmicModels:
                     }
             if len(self.members) > 1:
                 y_fusion.setdefault(Variant.GMIC_ENSEMBLE, []).extend(ensemble.y_fusion.numpy())
-        predictions: dict[Variant, BreastPredictions] = {}
-        per_image: dict[View, list[ImageOutput]] = {view: [] for view in views}
-        flat = 0
+        return {v: np.stack(values) for v, values in y_fusion.items()}, extras
+
+    def infer(self, prepared: Prepared, rng: ExamRandomness, config: PipelineConfig,
+              exports: frozenset[Export]) -> Inference:
+        """No random numbers: GMIC's window has no noise and no test-time augmentation."""
+        del rng, config
+        views = [view for view in VIEWS if view in prepared]
+        y_fusion, extras = self.predict_images([img for v in views for img in prepared[v]])
+        per_image: dict[View, list[ImageOutput]] = {}
+        per_view: dict[Variant, dict[View, np.ndarray]] = {v: {} for v in y_fusion}
+        at = 0
         for view in views:
-            for _ in prepared[view]:
-                per_image[view].append(ImageOutput(
-                    predictions={v: _probabilities(values[flat]) for v, values in
-                                 y_fusion.items()},
-                    outputs={"members": extras[flat]}))
-                flat += 1
-        for variant, values in y_fusion.items():
-            per_view, at = {}, 0
-            for view in views:
-                count = len(prepared[view])
-                per_view[view] = np.mean(values[at:at + count], axis=0)
-                at += count
-            predictions[variant] = breast_means(per_view)
+            count = len(prepared[view])
+            per_image[view] = [
+                ImageOutput(predictions={v: _probabilities(values[i])
+                                         for v, values in y_fusion.items()},
+                            outputs={"members": extras[i]})
+                for i in range(at, at + count)]
+            for variant, values in y_fusion.items():
+                per_view[variant][view] = values[at:at + count].mean(axis=0)
+            at += count
+        predictions = {variant: breast_means(views_of) for variant, views_of in per_view.items()}
         outputs: dict[str, JsonValue] = {
             "members": list(self.members), "primary": self.primary.value,
             "breast_rule": BREAST_RULE,
