@@ -269,3 +269,17 @@ def test_predict_gmic_downloads_its_members_on_first_use(
     assert {name: path.read_bytes() for name, path in spec.weights.items()} == {
         n: files[n] for n in ("sample_model_1.p", "sample_model_3.p")}
     assert [p for p in _cached() if p.endswith(".p")] == ["sample_model_1.p", "sample_model_3.p"]
+
+
+def test_hybrid_and_evaluate_read_a_folder_of_gmic_results(runs: Runs) -> None:
+    """`load_predictions` is what `hybrid` and `evaluate` read results with: the primary
+    variant per breast, failed exams listed, not scored."""
+    from mammocli.analysis.predictions import load_predictions
+    from mammocli.analysis.tables import Columns
+
+    scores = load_predictions(runs.out_dir, Columns())
+    primary = runs.png["predictions"][runs.png["primary_variant"]]
+    assert scores.malignant == {("good", "L"): primary["left"]["malignant"],
+                                ("good", "R"): primary["right"]["malignant"]}
+    assert scores.benign[("good", "R")] == primary["right"]["benign"]
+    assert len(scores.failed) == 1 and "'broken' failed" in scores.failed[0]
