@@ -309,7 +309,7 @@ def reproduce(manifest: Manifest, *, source: str = "builtin", registry: Registry
     started = time.perf_counter()
     registry = registry or load_registry()
     device = device or torch.device("cpu")
-    root = download_samples(progress=progress, registry=registry)
+    root = download_samples(progress=progress, registry=registry, names=manifest.files)
     paths = sample_paths(manifest, registry, root)
 
     def locate(name: str) -> Path:
