@@ -34,7 +34,7 @@ from .outputs.sinks import (
     plan_exams,
 )
 from .reporting import log
-from .vocabulary import Export, Family, ModelKind, Precision, Variant, parse_variant
+from .vocabulary import Export, Family, ModelKind, Precision, Variant, family_of, parse_variant
 from .weights.overrides import weights_locator
 
 __all__ = [
@@ -268,7 +268,7 @@ class _Collect(Sink):
         self.records.append(record)
 
 
-def predict(path: str | Path, *, family: Family | str = Family.DMV_CNN,
+def predict(path: str | Path, *, family: Family | str | None = None,
             model: ModelKind | str | None = None,
             variants: Sequence[Variant | str] | None = None,
             weights_dir: str | Path | None = None, device: str = "auto",
@@ -279,7 +279,9 @@ def predict(path: str | Path, *, family: Family | str = Family.DMV_CNN,
             ) -> list[PredictionResult | ExamFailure]:
     """Predict every exam under `path` (one exam folder, or a root of exam folders; PNG or
     DICOM) and return one record per exam, in discovery order: a `PredictionResult`, or an
-    `ExamFailure` for an exam that could not be read. Weights come from `weights_dir` (files
+    `ExamFailure` for an exam that could not be read. `family` defaults to the family of
+    `model` (e.g. "gmic"), else the DMV-CNN; GMIC's `variants` are its members
+    ("gmic_1" ... "gmic_5", default all five: the ensemble). Weights come from `weights_dir` (files
     under their official names) or the verified cache (downloaded on first use). `config` is
     a `PipelineConfig` or a YAML file of pipeline sizes; default: the paper's.
 
@@ -299,8 +301,10 @@ def predict(path: str | Path, *, family: Family | str = Family.DMV_CNN,
         kind = ModelKind(model) if model is not None else None
     except ValueError:
         raise ConfigError(f"unknown model {model!r} or variant in {list(variants or [])}",
-                          hint="models: view-wise, image-wise; variants: image-only, "
-                          "image-and-heatmaps") from None
+                          hint="models: view-wise, image-wise, gmic; variants: image-only, "
+                          "image-and-heatmaps (DMV-CNN), gmic_1 ... gmic_5 (GMIC)") from None
+    if family is None:
+        family = family_of(kind) if kind is not None else Family.DMV_CNN
     dicom = dicom or DicomOptions()
     root = Path(path)
     found = discover(root, options=dicom)

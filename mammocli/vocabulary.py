@@ -28,6 +28,7 @@ class Family(_Name):
     """A model family: its own networks, weight files, preparation needs and outputs."""
 
     DMV_CNN = "dmv-cnn"  # Wu et al. 2019, the deep multi-view CNN (view-wise and image-wise)
+    GMIC = "gmic"  # Shen et al. 2021, globally-aware multiple instance classifier, per image
 
 
 class ModelKind(str, Enum):
@@ -35,6 +36,19 @@ class ModelKind(str, Enum):
 
     VIEW_WISE = "view-wise"
     IMAGE_WISE = "image-wise"
+    GMIC = "gmic"  # the GMIC family's one model (its five members are variants)
+
+
+KIND_FAMILY: dict[ModelKind, Family] = {
+    ModelKind.VIEW_WISE: Family.DMV_CNN,
+    ModelKind.IMAGE_WISE: Family.DMV_CNN,
+    ModelKind.GMIC: Family.GMIC,
+}
+"""`predict --model` names a model; the model names its family."""
+
+
+def family_of(kind: ModelKind | str) -> Family:
+    return KIND_FAMILY[ModelKind(kind)]
 
 
 class Variant(_Name):
@@ -42,6 +56,13 @@ class Variant(_Name):
 
     IMAGE_ONLY = "image_only"
     IMAGE_AND_HEATMAPS = "image_and_heatmaps"
+    # GMIC: one variant per official ensemble member (its y_fusion), and their mean.
+    GMIC_1 = "gmic_1"
+    GMIC_2 = "gmic_2"
+    GMIC_3 = "gmic_3"
+    GMIC_4 = "gmic_4"
+    GMIC_5 = "gmic_5"
+    GMIC_ENSEMBLE = "gmic_ensemble"  # computed from the members run, never asked for alone
 
 
 class Export(_Name):
@@ -84,12 +105,18 @@ WEIGHT_FILES: dict[tuple[Family, ModelKind, Variant], str] = {
     (Family.DMV_CNN, ModelKind.IMAGE_WISE, Variant.IMAGE_ONLY): "ImageOnly__ModeImage_weights.p",
     (Family.DMV_CNN, ModelKind.IMAGE_WISE, Variant.IMAGE_AND_HEATMAPS):
         "ImageHeatmaps__ModeImage_weights.p",
+    **{(Family.GMIC, ModelKind.GMIC, Variant(f"gmic_{i}")): f"sample_model_{i}.p"
+       for i in range(1, 6)},
 }
 """(family, kind, variant) -> the network file of that model."""
 
 
 def weight_file(kind: ModelKind, variant: Variant, family: Family = Family.DMV_CNN) -> str:
     return WEIGHT_FILES[(family, kind, variant)]
+
+
+GMIC_MEMBERS: dict[int, Variant] = {i: Variant(f"gmic_{i}") for i in range(1, 6)}
+"""GMIC ensemble member index (the authors' --model-index) -> its variant."""
 
 
 def parse_variant(text: str) -> Variant:

@@ -309,7 +309,7 @@ def reproduce(manifest: Manifest, *, source: str = "builtin", registry: Registry
     started = time.perf_counter()
     registry = registry or load_registry()
     device = device or torch.device("cpu")
-    root = download_samples(progress=progress, registry=registry)
+    root = download_samples(progress=progress, registry=registry, names=manifest.files)
     paths = sample_paths(manifest, registry, root)
 
     def locate(name: str) -> Path:
@@ -320,5 +320,92 @@ def reproduce(manifest: Manifest, *, source: str = "builtin", registry: Registry
         rows += run_view_wise(manifest, paths, locate, device)
     if manifest.single is not None:
         rows += run_single(manifest.single, manifest, paths, locate, device)
+    return ReproduceReport(tuple(rows), manifest.tolerance, source, str(device),
+                           time.perf_counter() - started)
+
+
+# ---- GMIC ---------------------------------------------------------------------------------------
+
+
+class GmicImageCase(_Strict):
+    file: str
+    view: View
+    expected: dict[str, float]  # benign, malignant: the published y_fusion of the image
+
+    @model_validator(mode="after")
+    def _complete(self) -> GmicImageCase:
+        if set(self.expected) != set(SINGLE_LABELS):
+            raise ValueError(f"{self.file}: expected values must be exactly benign, malignant")
+        return self
+
+
+class GmicExamCase(_Strict):
+    id: str
+    horizontal_flip: FlipMode = FlipMode.NO
+    images: list[GmicImageCase]
+
+    _flip_mode = field_validator("horizontal_flip", mode="before")(_flip)
+
+
+class GmicManifest(_Strict):
+    """What `reproduce --model gmic` runs: per image the published y_fusion of one member, as
+    the authors' run_model.py --model-index <member> (no random numbers in GMIC)."""
+
+    comment: str | None = Field(default=None, alias="_comment")
+    tolerance: float = Field(default=1e-4, gt=0)
+    member: int = Field(default=1, ge=1, le=5)
+    exams: list[GmicExamCase] = Field(min_length=1)
+
+    @property
+    def files(self) -> list[str]:
+        return list(dict.fromkeys(img.file for exam in self.exams for img in exam.images))
+
+
+def load_gmic_manifest(path: Path | None = None) -> tuple[GmicManifest, str]:
+    source = "builtin" if path is None else str(path)
+    try:
+        text = (resources.files("mammocli.weights").joinpath("reproduce_gmic.json")
+                .read_text("utf-8") if path is None else Path(path).read_text("utf-8"))
+        return GmicManifest.model_validate(json.loads(text)), source
+    except (OSError, ValueError) as exc:  # ValidationError is a ValueError
+        raise ConfigError(f"cannot read the GMIC reproduce manifest {source}: "
+                          f"{str(exc).splitlines()[0]}",
+                          hint="see mammocli/weights/reproduce_gmic.json for the format"
+                          ) from None
+
+
+def reproduce_gmic(manifest: GmicManifest, *, source: str = "builtin",
+                   registry: Registry | None = None, device: torch.device | None = None,
+                   progress: bool = True) -> ReproduceReport:
+    """Download (verified) the member's weights and the samples, classify every image (every
+    view, in manifest order) and compare its y_fusion with the expected one."""
+    from ..families.gmic import FAMILY as GMIC_FAMILY
+    from ..vocabulary import GMIC_MEMBERS
+
+    started = time.perf_counter()
+    registry = registry or load_registry()
+    device = device or torch.device("cpu")
+    entries = {e.name: e for e in registry.samples}
+    unknown = [n for n in manifest.files if n not in entries]
+    if unknown:
+        raise ConfigError(f"the GMIC reproduce manifest uses file(s) the registry "
+                          f"{registry.source} does not list: {', '.join(unknown)}",
+                          hint="manifest files are the names of the registry's sample entries")
+    root = download_samples(progress=progress, registry=registry, names=manifest.files)
+    paths = {n: root / (entries[n].exam or "") / n for n in manifest.files}
+    variant = GMIC_MEMBERS[manifest.member]
+    config = GMIC_FAMILY.preparation(PipelineConfig())
+    models = GMIC_FAMILY.load(ModelKind.GMIC, (variant,), lambda name: resolve_weights(
+        name, progress=progress, registry=registry), device, config)
+    rows: list[Comparison] = []
+    for exam in manifest.exams:
+        log.info("GMIC model %d: exam %s", manifest.member, exam.id)
+        prepared = [prepare_image(read_view_image(_source(img.file, img.view, paths)),
+                                  exam.horizontal_flip, config) for img in exam.images]
+        y_fusion, _ = models.predict_images(prepared)
+        for img, (benign, malignant) in zip(exam.images, y_fusion[variant], strict=True):
+            rows += compare(f"exam {exam.id} {img.view.value}", variant.value,
+                            {"benign": float(benign), "malignant": float(malignant)},
+                            img.expected, manifest.tolerance)
     return ReproduceReport(tuple(rows), manifest.tolerance, source, str(device),
                            time.perf_counter() - started)

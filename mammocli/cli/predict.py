@@ -29,10 +29,53 @@ from ..inference.devices import configure_threads, tune_allocator
 from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
 from ..io.discover import discover, discover_exams, read_views_csv
 from ..outputs.schema import printable
-from ..outputs.sinks import CsvSink, HeatmapFolders, Outputs, PlannedExam, plan_exams, result_sink
-from ..vocabulary import ModelKind, Precision, Variant, parse_variant
+from ..outputs.sinks import (
+    CsvSink,
+    HeatmapFolders,
+    ImageCsvSink,
+    Outputs,
+    PlannedExam,
+    plan_exams,
+    result_sink,
+)
+from ..vocabulary import (
+    GMIC_MEMBERS,
+    Family,
+    ModelKind,
+    Precision,
+    Variant,
+    family_of,
+    parse_variant,
+)
 from ..weights.overrides import WEIGHTS_HELP, parse_weight_overrides, weights_locator
 from .common import handle_errors, report_error
+
+
+def parse_members(text: str) -> tuple[Variant, ...]:
+    """`--gmic-models 1,2,3` -> the members' variants, in the order given, without repeats."""
+    out: list[Variant] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if not part.isdigit() or int(part) not in GMIC_MEMBERS:
+            raise ConfigError(f"unknown GMIC model {part!r} in --gmic-models",
+                              hint="the official members are 1, 2, 3, 4 and 5 "
+                                   "(default: all five, the authors' ensemble)")
+        out.append(GMIC_MEMBERS[int(part)])
+    if not out:
+        raise ConfigError("--gmic-models needs at least one member (1-5)")
+    return tuple(dict.fromkeys(out))
+
+
+def choose_variants(model: ModelKind, variants: str | None, gmic_models: str | None,
+                    ) -> tuple[Variant, ...]:
+    """--variants belong to the DMV-CNN, --gmic-models (its members) to GMIC."""
+    if family_of(model) is Family.GMIC:
+        if variants is not None:
+            raise ConfigError("--variants is for the DMV-CNN models",
+                              hint="GMIC's choice is --gmic-models (e.g. 1 or 1,2,3,4,5)")
+        return parse_members(gmic_models or "1,2,3,4,5")
+    if gmic_models is not None:
+        raise ConfigError("--gmic-models needs --model gmic")
+    return parse_variants(variants or "image-only,image-and-heatmaps")
 
 
 def parse_variants(text: str) -> tuple[Variant, ...]:
@@ -103,17 +146,27 @@ def register(app: typer.Typer) -> None:
             help="Write results here instead of stdout: a file (JSON, or JSON Lines for several "
             "exams), or a folder (ending in /) for one <exam_id>.json per exam."),
         csv_path: Path | None = typer.Option(
-            None, "--csv", help="Also write the primary variant as the authors' 4-column CSV."),
+            None, "--csv", help="Also write the primary variant as the authors' 4-column CSV "
+            "(per breast)."),
+        image_csv: Path | None = typer.Option(
+            None, "--image-csv", help="Also write one row per image (exam, view, file, "
+            "benign, malignant) for per-image models: gmic, image-wise."),
         save_heatmaps: Path | None = typer.Option(
             None, "--save-heatmaps", help="Also write heatmaps (arrays + PNG overlays) here."),
         weights_dir: Path | None = typer.Option(
             None, "--weights-dir", help="Folder holding the weight files under their official "
             "names (default: the cache, downloaded on first use)."),
         weights: str | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
-        model: ModelKind = typer.Option(ModelKind.VIEW_WISE, "--model",
-                                        help="view-wise (the paper's) or image-wise."),
-        variants: str = typer.Option("image-only,image-and-heatmaps", "--variants",
-                                     help="Comma-separated: image-only, image-and-heatmaps."),
+        model: ModelKind = typer.Option(
+            ModelKind.VIEW_WISE, "--model",
+            help="view-wise (the DMV-CNN of the paper), image-wise (DMV-CNN), or gmic "
+            "(GMIC, per image; see README Models)."),
+        variants: str | None = typer.Option(
+            None, "--variants", help="DMV-CNN, comma-separated: image-only, "
+            "image-and-heatmaps (default: both)."),
+        gmic_models: str | None = typer.Option(
+            None, "--gmic-models", help="GMIC members, comma-separated 1-5 (default: all "
+            "five, the authors' ensemble: the mean of their y_fusion per image)."),
         tta: int = typer.Option(10, "--tta", help="Test-time augmentation draws; 0 = none."),
         seed: int = typer.Option(0, "--seed", help="Seed of both random generators."),
         rng_stream: RngMode = typer.Option(
@@ -173,7 +226,11 @@ def register(app: typer.Typer) -> None:
         tune_allocator()
         configure_threads(threads)
         config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
-        chosen = parse_variants(variants)
+        chosen = choose_variants(model, variants, gmic_models)
+        if save_heatmaps is not None and family_of(model) is Family.GMIC:
+            raise ConfigError("--save-heatmaps is for the DMV-CNN models for now",
+                              hint="GMIC's patch boxes and attention are in each image's "
+                              "outputs of the result")
         dicom = DicomOptions(voi=voi, allow_synthetic=allow_synthetic,
                              allow_for_processing=allow_for_processing,
                              allow_secondary_capture=allow_secondary_capture,
@@ -188,6 +245,8 @@ def register(app: typer.Typer) -> None:
         sinks = [result_sink(output_arg, len(planned) == 1, overwrite=overwrite, resume=resume)]
         if csv_path is not None:
             sinks.append(CsvSink(csv_path, overwrite=overwrite, resume=resume))
+        if image_csv is not None:
+            sinks.append(ImageCsvSink(image_csv, overwrite=overwrite, resume=resume))
         outputs = Outputs.open(sinks, planned)
         heat = None
         if save_heatmaps is not None:
@@ -199,7 +258,8 @@ def register(app: typer.Typer) -> None:
                              device=device, devices=tuple(devices.split(",")) if devices
                              else (), precision=Precision(precision), threads=threads,
                              prepare_workers=prepare_workers)
-        request = ModelRequest(kind=model, variants=chosen, locate=locate)
+        request = ModelRequest(family=family_of(model), kind=model, variants=chosen,
+                               locate=locate)
         with _stops(), _rendering(len(planned), quiet) as on_outcome:
             report = predict_many(planned, request, options, outputs, heatmaps=heat,
                                   on_outcome=on_outcome)

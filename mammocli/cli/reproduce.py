@@ -9,8 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..analysis.reproduce import ReproduceReport, load_manifest, reproduce
+from ..analysis.reproduce import (
+    ReproduceReport,
+    load_gmic_manifest,
+    load_manifest,
+    reproduce,
+    reproduce_gmic,
+)
 from ..console import cell, say, stderr
+from ..errors import ConfigError
 from ..inference.devices import select_device, tune_allocator
 from ..vocabulary import Variant
 from .common import handle_errors, write_stdout
@@ -44,6 +51,10 @@ def register(app: typer.Typer) -> None:
             "(default: the authors' sample exams and published numbers).")] = None,
         device: Annotated[str, typer.Option(
             "--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+        model: Annotated[str, typer.Option(
+            "--model", help="dmv-cnn: the DMV-CNN's run.sh and run_single.sh (default); gmic: "
+            "GMIC model 1 on sample exam 0, every image (the README rows that the current "
+            "pipeline reproduces).")] = "dmv-cnn",
         quiet: Annotated[bool, typer.Option(
             "--quiet", "-q", help="Only errors and the verdict on stderr.")] = False,
     ) -> None:
@@ -51,9 +62,16 @@ def register(app: typer.Typer) -> None:
         run.sh and run_single.sh do, and compare with their published outputs. Exit 0 only if
         every value agrees within the tolerance (the published numbers come from a GPU)."""
         tune_allocator()
-        spec, source = load_manifest(manifest)
-        report = reproduce(spec, source=source, device=select_device(device),
-                           progress=not quiet)
+        if model == "gmic":
+            gmic, source = load_gmic_manifest(manifest)
+            report = reproduce_gmic(gmic, source=source, device=select_device(device),
+                                    progress=not quiet)
+        elif model == "dmv-cnn":
+            spec, source = load_manifest(manifest)
+            report = reproduce(spec, source=source, device=select_device(device),
+                               progress=not quiet)
+        else:
+            raise ConfigError(f"unknown --model {model!r}", hint="use dmv-cnn or gmic")
         if not quiet:
             stderr.print(_table(report))
         write_stdout(json.dumps(report.as_dict(), indent=2))

@@ -27,7 +27,7 @@ weights_app = typer.Typer(
 
 
 def _select(registry: Registry, names: list[str] | None) -> list[Entry]:
-    return [registry.weight(n) for n in names] if names else list(registry.weights)
+    return registry.select(names)
 
 
 def _size(n: int | None) -> str:
@@ -85,7 +85,9 @@ def list_(
 @handle_errors
 def download(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Names or aliases (default: all five).")
+        list[str] | None, typer.Argument(
+            help="Names, aliases or a family: dmv-cnn (its five files) or gmic (the five "
+                 "GMIC members). Default: all.")
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or messages.")

@@ -7,9 +7,11 @@ from ..errors import ConfigError
 from ..vocabulary import Family
 from .base import ImageOutput, Inference, LoadedModels, ModelFamily
 from .dmv_cnn import FAMILY as DMV_CNN
+from .gmic import FAMILY as GMIC
 
 FAMILIES: dict[Family, ModelFamily] = {
     Family.DMV_CNN: DMV_CNN,
+    Family.GMIC: GMIC,
 }
 
 

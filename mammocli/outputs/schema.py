@@ -178,10 +178,27 @@ def csv_row(result: PredictionResult, variant: Variant | None = None) -> list[st
     return [printable(result.exam_id), *(f"{values[k]:.4f}" for k in LABELS)]
 
 
-def rows_to_csv(rows: list[list[str]]) -> str:
+IMAGE_CSV_HEADER = ["exam_id", "view", "file", "variant", "benign", "malignant"]
+
+
+def image_csv_rows(result: PredictionResult) -> list[list[str]]:
+    """One row per image with per-image predictions of the primary variant (GMIC, the
+    image-wise DMV-CNN), views in the authors' order, 4 decimals as their CSVs."""
+    rows = []
+    variant = result.primary_variant
+    for view, images in result.views.items():
+        for image in images:
+            values = (image.predictions or {}).get(variant)
+            if values is not None:
+                rows.append([printable(result.exam_id), view.value, printable(image.source),
+                             variant.value, f"{values.benign:.4f}", f"{values.malignant:.4f}"])
+    return rows
+
+
+def rows_to_csv(rows: list[list[str]], header: list[str] = CSV_HEADER) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+    writer.writerow(header)
     writer.writerows(rows)
     return buf.getvalue()
 

@@ -40,10 +40,12 @@ from .files import (
 )
 from .schema import (
     CSV_HEADER,
+    IMAGE_CSV_HEADER,
     ExamFailure,
     InputRef,
     PredictionResult,
     csv_row,
+    image_csv_rows,
     printable,
     rows_to_csv,
     to_json,
@@ -414,6 +416,7 @@ class CsvSink(Sink):
 
     option = "--csv"
     every_s = 5.0
+    header = CSV_HEADER
 
     def __init__(self, path: Path, *, overwrite: bool, resume: bool) -> None:
         self.path = Path(path)
@@ -425,17 +428,23 @@ class CsvSink(Sink):
         self.last = 0.0
 
     def plan(self, exams: list[PlannedExam]) -> None:
-        check_file_target(self.path, "--csv", overwrite=self.overwrite, append=self.resume)
+        check_file_target(self.path, self.option, overwrite=self.overwrite, append=self.resume)
         if self.resume and self.path.is_file():
             try:
                 table = [record.cells for record in read_records(self.path)]
             except (OSError, UnicodeDecodeError, csv.Error) as exc:
-                raise OutputError(f"--csv {self.path}: cannot read it to merge ({exc})",
+                raise OutputError(f"{self.option} {self.path}: cannot read it to merge ({exc})",
                                   hint="use --overwrite to replace it") from None
-            if table and table[0] != CSV_HEADER:
-                raise OutputError(f"--csv {self.path}: not a CSV written by predict --csv",
-                                  hint="choose another file, or use --overwrite")
-            self.rows = {row[0]: row for row in table[1:] if row}
+            if table and table[0] != self.header:
+                raise OutputError(f"{self.option} {self.path}: not a CSV written by predict "
+                                  f"{self.option}", hint="choose another file, or use --overwrite")
+            self.merge(table[1:])
+
+    def merge(self, rows: list[list[str]]) -> None:
+        self.rows = {row[0]: row for row in rows if row}
+
+    def table(self) -> list[list[str]]:
+        return list(self.rows.values())
 
     def keep(self, planned: PlannedExam, doc: dict[str, Any]) -> None:
         if planned.exam.exam_id not in self.rows:
@@ -452,7 +461,7 @@ class CsvSink(Sink):
 
     def flush(self) -> None:
         try:
-            atomic_write_text(self.path, rows_to_csv(list(self.rows.values())))
+            atomic_write_text(self.path, rows_to_csv(self.table(), self.header))
         except OSError as exc:
             raise write_failed(self.path, exc) from None
         self.dirty = False
@@ -461,6 +470,38 @@ class CsvSink(Sink):
     def close(self) -> None:
         if self.dirty or not self.path.exists():
             self.flush()
+
+
+class ImageCsvSink(CsvSink):
+    """`--image-csv FILE`: one row per image (exam, view, file, variant, benign, malignant) for
+    models that predict per image (GMIC, the image-wise DMV-CNN); merges on --resume by exam."""
+
+    option = "--image-csv"
+    header = IMAGE_CSV_HEADER
+
+    def __init__(self, path: Path, *, overwrite: bool, resume: bool) -> None:
+        super().__init__(path, overwrite=overwrite, resume=resume)
+        self.images: dict[str, list[list[str]]] = {}
+
+    def merge(self, rows: list[list[str]]) -> None:
+        for row in rows:
+            if row:
+                self.images.setdefault(row[0], []).append(row)
+
+    def table(self) -> list[list[str]]:
+        return [row for rows in self.images.values() for row in rows]
+
+    def keep(self, planned: PlannedExam, doc: dict[str, Any]) -> None:
+        if planned.exam.exam_id not in self.images:
+            with contextlib.suppress(ValueError):
+                self.write(planned, PredictionResult.model_validate(doc))
+
+    def write(self, planned: PlannedExam, record: Record) -> None:
+        if isinstance(record, PredictionResult):
+            self.images[printable(record.exam_id)] = image_csv_rows(record)
+            self.dirty = True
+            if time.monotonic() - self.last >= self.every_s:
+                self.flush()
 
 
 @dataclass

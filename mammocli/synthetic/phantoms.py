@@ -13,7 +13,7 @@ from scipy import ndimage
 from ..models.breast import ImageBreastModel, SplitBreastModel
 from ..models.densenet import PatchClassifier
 from ..views import VIEWS, Side, View
-from ..vocabulary import PATCH_WEIGHTS, WEIGHT_FILES, ModelKind, Variant
+from ..vocabulary import PATCH_WEIGHTS, WEIGHT_FILES, Family, ModelKind, Variant
 
 
 def phantom(shape: tuple[int, int], rng: np.random.Generator, *, facing: Side = Side.RIGHT,
@@ -70,14 +70,33 @@ def _randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 
 def write_random_weights(folder: Path, seed: int = 0) -> Path:
-    """The five official files (names and formats) with random weights."""
+    """The five official DMV-CNN files (names and formats) with random weights."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     torch.save(_randomise(PatchClassifier(), seed).state_dict(), folder / PATCH_WEIGHTS)
-    for (_, kind, variant), name in WEIGHT_FILES.items():
+    for (family, kind, variant), name in WEIGHT_FILES.items():
+        if family is not Family.DMV_CNN:
+            continue
         channels = 3 if variant is Variant.IMAGE_AND_HEATMAPS else 1
         model = SplitBreastModel(channels) if kind is ModelKind.VIEW_WISE \
             else ImageBreastModel(channels)
         torch.save({"model": _randomise(model, seed).state_dict()}, folder / name)
+    return folder
+
+
+def write_random_gmic_weights(folder: Path, members: tuple[int, ...] = (1, 2, 3, 4, 5),
+                              seed: int = 0) -> Path:
+    """GMIC member files `sample_model_<i>.p` in the official layout (a flat state dict plus
+    the extra key the real files carry) with random weights, ~57 MB each."""
+    from ..models.gmic import GMIC, PERCENT_T
+    from ..models.gmic_loading import EXTRA_KEY, member_file_name
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for member in members:
+        torch.manual_seed(seed + member)
+        state = _randomise(GMIC(PERCENT_T[member]), seed + member).state_dict()
+        state[EXTRA_KEY] = torch.zeros((4, 4))
+        torch.save(state, folder / member_file_name(member))
     return folder

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,14 +249,17 @@ def weights_used(name: str, path: Path) -> WeightsUsed:
 
 
 def download_samples(*, progress: bool = True, registry: Registry | None = None,
-                     dest: Path | None = None) -> Path:
-    """Fetch the authors' sample PNGs into `<dest or cache>/samples/<exam>/<file>`, verified."""
+                     dest: Path | None = None, names: Collection[str] | None = None) -> Path:
+    """Fetch the authors' sample PNGs into `<dest or cache>/samples/<exam>/<file>`, verified
+    (`names`: only these files)."""
     registry = registry or load_registry()
     settings = load_settings()
     root = dest or samples_cache_dir(settings)
     if not registry.samples:
         raise WeightsError(f"registry {registry.source} lists no sample files")
     for entry in registry.samples:
+        if names is not None and entry.name not in names:
+            continue
         fetch_entry(entry, sample_path(entry, root), registry=registry, settings=settings,
                     progress=progress)
     return root

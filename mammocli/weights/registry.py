@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import ConfigError, WeightsError
 from ..hashing import git_blob_sha1, sha256_file
 from ..settings import DEFAULT_WEIGHTS_URL, load_settings
-from ..vocabulary import PATCH_WEIGHTS, ModelKind, Variant, weight_file
+from ..vocabulary import PATCH_WEIGHTS, WEIGHT_FILES, Family, ModelKind, Variant, weight_file
 
 __all__ = ["Entry", "Registry", "builtin_registry", "git_blob_sha1", "load_registry",
            "sha256_file"]  # the hash helpers stay importable from here
@@ -33,6 +33,12 @@ VIEW_IMAGE = weight_file(ModelKind.VIEW_WISE, Variant.IMAGE_ONLY)
 VIEW_IMAGEHEATMAPS = weight_file(ModelKind.VIEW_WISE, Variant.IMAGE_AND_HEATMAPS)
 IMAGE_IMAGE = weight_file(ModelKind.IMAGE_WISE, Variant.IMAGE_ONLY)
 IMAGE_IMAGEHEATMAPS = weight_file(ModelKind.IMAGE_WISE, Variant.IMAGE_AND_HEATMAPS)
+
+
+def family_files(family: Family) -> tuple[str, ...]:
+    """A family's official weight files: what `weights download <family>` fetches."""
+    extra = (PATCH_WEIGHTS,) if family is Family.DMV_CNN else ()
+    return extra + tuple(name for (f, _, _), name in WEIGHT_FILES.items() if f is family)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,25 @@ class Registry:
         known = ", ".join(e.alias or e.name for e in self.weights)
         raise WeightsError(f"unknown weights {name!r} in registry {self.source}",
                            hint=f"known weights: {known}")
+
+    def select(self, names: list[str] | None) -> list[Entry]:
+        """Entries by name, alias or family (`gmic` = gmic-1 ... gmic-5, `dmv-cnn` = its five
+        files), in the order given, each once; no names: every entry."""
+        if not names:
+            return list(self.weights)
+        chosen: dict[str, Entry] = {}
+        families = {f.value: f for f in Family}
+        for name in names:
+            if name in families and not any(name in (e.name, e.alias) for e in self.weights):
+                group = [e for e in self.weights if e.name in family_files(families[name])]
+                if not group:
+                    raise WeightsError(f"registry {self.source} lists no {name} weights",
+                                       hint="use the shipped registry, or list the files")
+                chosen.update((e.name, e) for e in group)
+            else:
+                entry = self.weight(name)
+                chosen[entry.name] = entry
+        return list(chosen.values())
 
     def url(self, entry: Entry, base_url: str | None = None) -> str:
         """The download URL; a mirror (MAMMOCLI_WEIGHTS_URL) replaces the base, keeping the path."""
