@@ -31,6 +31,7 @@ from ..inference.randomness import ExamRandomness
 from ..models.gmic import GMIC
 from ..models.gmic_inference import load_gmic_members, patch_boxes, predict_images, to_precision
 from ..outputs.schema import BreastPredictions, Probabilities
+from ..outputs.weights_used import WeightsUsed
 from ..preprocess.gmic import gmic_pipeline_config
 from ..preprocess.prepare import PreparedImage
 from ..views import VIEWS, Angle, Side, View
@@ -44,7 +45,6 @@ from ..vocabulary import (
     weight_file,
 )
 from ..weights.fetch import weights_used
-from ..weights.used import WeightsUsed
 from .base import ImageOutput, Inference, Locate, Prepared
 
 MEMBER_OF: dict[Variant, int] = {variant: index for index, variant in GMIC_MEMBERS.items()}
