@@ -8,6 +8,7 @@ The output sinks (`outputs.sinks`) own the overwrite, resume and failure-record 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 OnOutcome = Callable[[PlannedExam, ExamOutcome], None]
+STAGES = ("prepare", "heatmaps", "classify", "write")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,15 @@ class RunReport:
     already_done: int = 0
     skipped: list[tuple[PlannedExam, str]] = field(default_factory=list)
     written: int = 0
+    elapsed_s: float = 0.0  # wall time of the run, model loading included
+    # Seconds per stage, summed over exams: prepare (read, decode, crop), heatmaps, classify
+    # (the family's networks) and write (every output of an exam).
+    stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    @property
+    def exams_per_s(self) -> float | None:
+        """Exams computed here per second of the run (None before any finished)."""
+        return len(self.outcomes) / self.elapsed_s if self.outcomes and self.elapsed_s else None
 
     @property
     def failures(self) -> list[ExamFailure]:
@@ -193,6 +204,7 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
     every target before this call. One exam's failure never stops the others. On Ctrl-C or an
     output that cannot be written the run stops, closes the sinks (they keep every finished
     record) and raises `PredictInterrupted` / `OutputsFailed`."""
+    started = time.perf_counter()
     if heatmaps is not None:
         options = _with_export(options, Export.HEATMAPS)
     todo = [p for p in exams if sink.done(p) is None]
@@ -206,23 +218,30 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
                 report.skipped.append((planned, outcome.skipped))
             else:
                 report.outcomes.append(outcome)
+                writing = time.perf_counter()
                 if outcome.failure is not None:
                     sink.write(planned, outcome.failure)
                 else:
                     out = outcome.output
                     assert out is not None and out.result is not None
+                    for stage, seconds in out.timings.items():
+                        report.stages[stage] = report.stages.get(stage, 0.0) + seconds
                     if heatmaps is not None:
                         heatmaps.write(planned, out)
                     sink.write(planned, out.result)
+                report.stages["write"] += time.perf_counter() - writing
+            report.elapsed_s = time.perf_counter() - started
             if on_outcome is not None:
                 on_outcome(planned, outcome)
     except KeyboardInterrupt:
         raise PredictInterrupted(sink.written, len(todo), sink.where(),
                                  not isinstance(sink.primary, StdoutSink), sink.close()) from None
     except OutputError as exc:
-        raise OutputsFailed(f"{exc.message}; the run stopped after {sink.written} of "
-                            f"{len(todo)} exam(s), whose records were kept in {sink.where()}",
-                            exc.hint, sink.close()) from None
+        failed = OutputsFailed(f"{exc.message}; the run stopped after {sink.written} of "
+                               f"{len(todo)} exam(s), whose records were kept in "
+                               f"{sink.where()}", exc.hint, sink.close())
+        failed.exit_code = exc.exit_code  # e.g. a PACS that stopped answering: 3
+        raise failed from None
     finally:
         close = getattr(outcomes, "close", None)
         if close is not None:
@@ -232,6 +251,7 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
         first = problems[0]
         raise OutputsFailed(first.message, first.hint, problems[1:])
     report.written = sink.written
+    report.elapsed_s = time.perf_counter() - started
     return report
 
 

@@ -153,7 +153,7 @@ def test_after_a_preparation_process_dies_the_rest_is_prepared_in_a_thread(
     predictor = SimpleNamespace(preparer=_DiesOnBoom(), prepare=lambda exam: "thread")
     with ExitStack() as pools:
         submit = _preparation(predictor, 2, pools)  # type: ignore[arg-type]
-        assert submit(exam("e1")).result(timeout=60) == "process"
+        assert submit(exam("e1")).result(timeout=60)[0] == "process"  # (prepared, seconds)
         with pytest.raises(BrokenExecutor):
             submit(exam("boom")).result(timeout=60)
-        assert submit(exam("e2")).result(timeout=60) == "thread"
+        assert submit(exam("e2")).result(timeout=60)[0] == "thread"

@@ -26,8 +26,12 @@ from ..config import FlipMode, RngMode
 from ..console import cell, log, progress, say, stderr
 from ..errors import EXIT_INTERRUPTED, ConfigError, InputError
 from ..inference.devices import configure_threads, tune_allocator
+from ..inference.sources import SourceRequest, exams_to_run
 from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
-from ..io.discover import discover, discover_exams, read_views_csv
+from ..io.dicomweb import is_dicomweb_path
+from ..io.discover import discover_exams
+from ..outputs.dicom_sink import DicomSrSink
+from ..outputs.progress import ProgressLog
 from ..outputs.schema import printable
 from ..outputs.sinks import (
     CsvSink,
@@ -92,14 +96,19 @@ def parse_variants(text: str) -> tuple[Variant, ...]:
 
 
 @contextmanager
-def _rendering(total: int, quiet: bool) -> Iterator[Callable[[PlannedExam, ExamOutcome], None]]:
-    """The per-exam callback: progress bar, a line per skipped or failed exam."""
+def _rendering(total: int, quiet: bool, log_file: ProgressLog | None = None,
+               ) -> Iterator[Callable[[PlannedExam, ExamOutcome], None]]:
+    """The per-exam callback: progress bar, a line per skipped or failed exam, the
+    --progress-json line."""
     with progress(not quiet) as bar:
         task = bar.add_task("exams", total=total) if bar else None
 
         def on_outcome(planned: PlannedExam, outcome: ExamOutcome) -> None:
             if bar is not None:
                 bar.advance(task)
+            if log_file is not None:
+                log_file.exam(planned.exam.exam_id, "skipped" if outcome.skipped is not None
+                              else "failed" if outcome.failure is not None else "ok")
             if outcome.skipped is not None:
                 log.warning("%s: skipped, %s", printable(planned.exam.exam_id), outcome.skipped)
             elif outcome.failure is not None:
@@ -109,6 +118,15 @@ def _rendering(total: int, quiet: bool) -> Iterator[Callable[[PlannedExam, ExamO
                                         outcome.failure.hint))
 
         yield on_outcome
+
+
+def throughput_line(report: RunReport) -> str:
+    """exams/s and where the time went (summed over exams; stages overlap when the next exam
+    is prepared while one computes)."""
+    rate = report.exams_per_s
+    stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.stages.items())
+    return (f"{len(report.outcomes)} exam(s) in {report.elapsed_s:.1f} s"
+            + (f", {rate:.2f} exams/s" if rate else "") + f"; time: {stages}")
 
 
 def _summary(report: RunReport) -> None:
@@ -140,7 +158,10 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     @handle_errors
     def predict(
-        path: Path = typer.Argument(..., help="An exam folder, or a root folder of exam folders."),
+        path: str | None = typer.Argument(
+            None, help="An exam folder, a root folder of exam folders, or a DICOMweb server "
+            "(dicomweb+http(s)://HOST/BASE, with --study, --studies-file or --query).",
+            show_default=False),
         output_arg: str | None = typer.Option(
             None, "--output", "-o",
             help="Write results here instead of stdout: a file (JSON, or JSON Lines for several "
@@ -218,6 +239,35 @@ def register(app: typer.Typer) -> None:
                                     "rows merge."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace existing outputs (results, CSV, heatmaps)."),
+        study: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
+            None, "--study", help="DICOMweb: a StudyInstanceUID to run (repeatable)."),
+        studies_file: Path | None = typer.Option(
+            None, "--studies-file", help="DICOMweb: a file of StudyInstanceUIDs, one per line."),
+        query: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
+            None, "--query", help="DICOMweb: run the studies a QIDO-RS search finds, "
+            "KEY=VALUE (repeatable), e.g. ModalitiesInStudy=MG, StudyDate=20240101-20240131."),
+        dicom_out: Path | None = typer.Option(
+            None, "--dicom-out", help="DICOM input: also write one DICOM SR per exam "
+            "(<exam_id>.sr.dcm) into this folder."),
+        store_back: bool = typer.Option(
+            False, "--store-back", help="DICOMweb input: send each exam's DICOM SR to the "
+            "server (STOW-RS), as a new series of its study."),
+        exams_csv: Path | None = typer.Option(
+            None, "--exams", help="An exam list (exams.csv from mammocli scan: exam folders "
+            "or StudyInstanceUIDs) instead of PATH."),
+        dicomweb: str | None = typer.Option(
+            None, "--dicomweb", help="With --exams: the DICOMweb server of the list's "
+            "StudyInstanceUID rows (dicomweb+http(s)://HOST/BASE)."),
+        shard: str | None = typer.Option(
+            None, "--shard", help="Run only shard K of N (K/N, numbered from 1; auto: from "
+            "SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX). Exams go to shards by a hash of "
+            "their id."),
+        retry_failed: bool = typer.Option(
+            False, "--retry-failed", help="With -o DIR/: run again only the exams whose "
+            "record there says failed (implies --resume)."),
+        progress_json: Path | None = typer.Option(
+            None, "--progress-json", help="Append one JSON line per finished exam (counts, "
+            "rate, ETA) and a summary line to this file, for dashboards."),
         precision: PrecisionOption = Precision.FP32,
         threads: ThreadsOption = 0,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
@@ -236,35 +286,72 @@ def register(app: typer.Typer) -> None:
                              allow_secondary_capture=allow_secondary_capture,
                              one_per_view=one_per_view, include_uids=include_uids,
                              group_by=group_by, max_pixels=max_pixels)
-        found = discover(path, options=dicom,
-                         views=read_views_csv(views_csv) if views_csv else None)
-        for left_out in found.ignored:  # never drop a folder of the root without a word
-            log.warning("%s: left out: %s", left_out.relative, left_out.reason)
-        planned = _planned(found.exams, path)
-        # Every output target is checked before the first exam (and before loading models).
-        sinks = [result_sink(output_arg, len(planned) == 1, overwrite=overwrite, resume=resume)]
-        if csv_path is not None:
-            sinks.append(CsvSink(csv_path, overwrite=overwrite, resume=resume))
-        if image_csv is not None:
-            sinks.append(ImageCsvSink(image_csv, overwrite=overwrite, resume=resume))
-        outputs = Outputs.open(sinks, planned)
-        heat = None
-        if save_heatmaps is not None:
-            heat = HeatmapFolders(save_heatmaps, "--save-heatmaps", overwrite=overwrite,
-                                  resume=resume)
-            heat.plan(planned)
-        locate = weights_locator(weights_dir, parse_weight_overrides(weights), progress=not quiet)
-        options = RunOptions(config=config, flip_mode=horizontal_flip, dicom=dicom,
-                             device=device, devices=tuple(devices.split(",")) if devices
-                             else (), precision=Precision(precision), threads=threads,
-                             prepare_workers=prepare_workers)
-        request = ModelRequest(family=family_of(model), kind=model, variants=chosen,
-                               locate=locate)
-        with _stops(), _rendering(len(planned), quiet) as on_outcome:
-            report = predict_many(planned, request, options, outputs, heatmaps=heat,
-                                  on_outcome=on_outcome)
-        if len(report.outcomes) > 1 and not quiet:
-            _summary(report)
+        resume = resume or retry_failed
+        if output_arg is None and resume:  # before any study is retrieved
+            raise ConfigError("--resume needs -o FILE or -o DIR/ (stdout cannot be resumed)")
+        if store_back and not (path and is_dicomweb_path(path)):
+            raise ConfigError("--store-back sends the SR to the DICOMweb server of the "
+                              "studies; it needs a dicomweb+http(s):// address as PATH",
+                              hint="for other input, write the SR files with --dicom-out DIR")
+        uid_root = None
+        if dicom_out is not None or store_back:
+            from ..outputs.dicom_sr import uid_root_from_environment  # highdicom: only now
+
+            uid_root = uid_root_from_environment()
+        source = SourceRequest(path=path, studies=tuple(study or ()),
+                               studies_file=studies_file, queries=tuple(query or ()),
+                               exams=exams_csv, dicomweb=dicomweb, views_csv=views_csv,
+                               shard=shard, retry_failed=retry_failed, output=output_arg,
+                               resume=resume)
+        with exams_to_run(source, dicom) as run:
+            for note in run.notes:  # never drop a folder of the root without a word
+                log.warning("%s", note)
+            if run.shard is not None:
+                log.info("shard %s: %d of %d exam(s)", run.shard,
+                         len(run.planned) + run.already_done, run.listed)
+            if run.already_done:
+                log.info("resuming: %d study(ies) already done, not retrieved",
+                         run.already_done)
+            planned = run.planned
+            # Every output target is checked before the first exam (and before loading models).
+            sinks = [result_sink(output_arg, len(planned) == 1, overwrite=overwrite,
+                                 resume=resume)]
+            if csv_path is not None:
+                sinks.append(CsvSink(csv_path, overwrite=overwrite, resume=resume))
+            if image_csv is not None:
+                sinks.append(ImageCsvSink(image_csv, overwrite=overwrite, resume=resume))
+            if dicom_out is not None or store_back:
+                sinks.append(DicomSrSink(
+                    dicom_out, store=run.server.store if store_back and run.server else None,
+                    headers_for=run.headers_for, uid_root=uid_root, overwrite=overwrite,
+                    resume=resume))
+            outputs = Outputs.open(sinks, planned)
+            heat = None
+            if save_heatmaps is not None:
+                heat = HeatmapFolders(save_heatmaps, "--save-heatmaps", overwrite=overwrite,
+                                      resume=resume)
+                heat.plan(planned)
+            log_file = (ProgressLog(progress_json, len(planned), already_done=run.already_done)
+                        if progress_json is not None else None)
+            locate = weights_locator(weights_dir, parse_weight_overrides(weights),
+                                     progress=not quiet)
+            options = RunOptions(config=config, flip_mode=horizontal_flip, dicom=dicom,
+                                 device=device, devices=tuple(devices.split(",")) if devices
+                                 else (), precision=Precision(precision), threads=threads,
+                                 prepare_workers=prepare_workers)
+            request = ModelRequest(family=family_of(model), kind=model, variants=chosen,
+                                   locate=locate)
+            with _stops(), _rendering(len(planned), quiet, log_file) as on_outcome:
+                report = predict_many(planned, request, options, outputs, heatmaps=heat,
+                                      on_outcome=on_outcome)
+            if log_file is not None:
+                log_file.close(report.stages, report.elapsed_s)
+        report.already_done += run.already_done
+        if not quiet:
+            if len(report.outcomes) > 1:
+                _summary(report)
+            if report.outcomes:
+                say(throughput_line(report))
         if report.exit_code:
             raise typer.Exit(report.exit_code)
 

@@ -49,6 +49,7 @@ class Inference:
     warnings: list[str] = field(default_factory=list)
     outputs: dict[str, JsonValue] | None = None  # exam-level extras, for the result
     tta: int = 0  # test-time augmentation draws behind the numbers (recorded in the result)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds (run summary)
 
 
 class LoadedModels(Protocol):

@@ -7,6 +7,7 @@ probabilities. The maths lives in `inference.heatmaps` and `inference.classify`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -184,7 +185,9 @@ class DmvCnnModels:
 
     def infer(self, prepared: Prepared, rng: ExamRandomness, config: PipelineConfig,
               exports: frozenset[Export]) -> Inference:
+        started = time.perf_counter()
         heatmaps = self.compute_heatmaps(prepared, rng) if self.needs_heatmaps(exports) else {}
+        classify_from = time.perf_counter()
         predictions: dict[Variant, BreastPredictions] = {}
         per_view_all: dict[Variant, dict[View, tuple[float, float]]] = {}
         for variant in self.breast:
@@ -192,6 +195,8 @@ class DmvCnnModels:
             predictions[variant] = BreastPredictions.from_labels(labels)
             if per_view is not None:
                 per_view_all[variant] = per_view
+        timings = {"heatmaps": classify_from - started,
+                   "classify": time.perf_counter() - classify_from}
         warnings = []
         if heatmaps:
             patch = config.patch_size
@@ -211,4 +216,4 @@ class DmvCnnModels:
         primary = next((v for v in PRIMARY if v in predictions), None)
         return Inference(predictions, primary, images,
                          {Export.HEATMAPS: heatmaps} if heatmaps else {}, warnings,
-                         tta=config.tta)
+                         tta=config.tta, timings=timings)

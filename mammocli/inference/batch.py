@@ -4,6 +4,7 @@ cropped in the background while the current one computes."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -62,7 +63,7 @@ def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
     ahead = max(prepare_workers, 1)  # exams in preparation at once (bounds the memory held)
     with ExitStack() as pools:
         submit = _preparation(predictor, prepare_workers, pools)
-        pending: deque[Future[Prepared]] = deque()
+        pending: deque[Future[tuple[Prepared, float]]] = deque()
         submitted = 0
         for exam in exams:
             while submitted < len(exams) and len(pending) <= ahead:
@@ -78,8 +79,8 @@ def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
                     future.cancel()
                     yield ExamOutcome(exam, skipped=reason)
                     continue
-                prepared = future.result()
-                yield ExamOutcome(exam, output=predictor.run(exam, rng, prepared))
+                prepared, prepare_s = future.result()
+                yield ExamOutcome(exam, output=predictor.run(exam, rng, prepared, prepare_s))
             except KeyboardInterrupt:
                 for waiting in pending:
                     waiting.cancel()
@@ -88,27 +89,33 @@ def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
                 yield ExamOutcome(exam, failure=exam_failure(exam, exc))
 
 
+def _timed(prepare: Callable[[ExamSource], Prepared], exam: ExamSource) -> tuple[Prepared, float]:
+    """Stages 1-2 and their seconds (module level: it runs in preparation processes too)."""
+    started = time.perf_counter()
+    return prepare(exam), time.perf_counter() - started
+
+
 def _preparation(predictor: Predictor, workers: int,
-                 pools: ExitStack) -> Callable[[ExamSource], Future[Prepared]]:
+                 pools: ExitStack) -> Callable[[ExamSource], Future[tuple[Prepared, float]]]:
     """A submit function for stages 1-2: one thread, or `workers` processes. Should a worker
     process die (its exam then fails alone), the remaining exams go to a thread."""
     thread = pools.enter_context(ThreadPoolExecutor(max_workers=1,
                                                     thread_name_prefix="prepare"))
     if workers <= 1:
-        return lambda exam: thread.submit(predictor.prepare, exam)
+        return lambda exam: thread.submit(_timed, predictor.prepare, exam)
     processes = pools.enter_context(ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn")))
     broken = False
 
-    def submit(exam: ExamSource) -> Future[Prepared]:
+    def submit(exam: ExamSource) -> Future[tuple[Prepared, float]]:
         nonlocal broken
         if not broken:
             try:
-                return processes.submit(predictor.preparer, exam)
+                return processes.submit(_timed, predictor.preparer, exam)
             except BrokenExecutor:
                 broken = True
                 log.warning("a preparation process died; preparing the remaining exams in "
                             "this process")
-        return thread.submit(predictor.prepare, exam)
+        return thread.submit(_timed, predictor.prepare, exam)
 
     return submit

@@ -176,5 +176,6 @@ def _device_worker(spec: PredictorSpec, device: str, threads: int, prepare_worke
             os.kill(os.getpid(), signal.SIGKILL)
         if outcome.output is not None and not predictor.exports:
             # The parent needs only the result: pickle less.
-            outcome = ExamOutcome(outcome.exam, output=ExamOutput(outcome.output.result, {}))
+            outcome = ExamOutcome(outcome.exam, output=ExamOutput(
+                outcome.output.result, {}, timings=outcome.output.timings))
         results.put((index, outcome))

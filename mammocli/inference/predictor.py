@@ -28,6 +28,7 @@ class ExamOutput:
     result: PredictionResult | None  # None when only exports (e.g. heatmaps) were asked for
     prepared: dict[View, list[PreparedImage]]
     exports: dict[Export, object] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds (run summary)
 
     @property
     def heatmaps(self) -> dict[View, list]:  # type: ignore[type-arg]
@@ -56,19 +57,22 @@ class Predictor:
         return self.preparer(exam)
 
     def run(self, exam: ExamSource, rng: ExamRandomness,
-            prepared: dict[View, list[PreparedImage]] | None = None) -> ExamOutput:
+            prepared: dict[View, list[PreparedImage]] | None = None,
+            prepare_s: float = 0.0) -> ExamOutput:
         """Run one exam; `prepared` is stages 1-2, when a caller already did them (e.g. while
-        the previous exam was computing)."""
+        the previous exam was computing, in `prepare_s` seconds)."""
         started = time.perf_counter()
         if prepared is None:
             prepared = self.prepare(exam)
+            prepare_s = time.perf_counter() - started
         models = self.models
         inference = models.infer(prepared, rng, self.config, self.exports)
+        timings = {"prepare": prepare_s, **inference.timings}
         if not inference.predictions:  # exports only: no breast-level result
-            return ExamOutput(None, prepared, inference.exports)
+            return ExamOutput(None, prepared, inference.exports, timings)
         result = build_result(
             exam, prepared, inference, family=models.family.name, kind=models.kind,
             device=str(models.device), precision=models.precision, seed=rng.seed,
             config=self.config, duration_s=time.perf_counter() - started,
             weights=models.weights, include_uids=self.dicom.include_uids)
-        return ExamOutput(result, prepared, inference.exports)
+        return ExamOutput(result, prepared, inference.exports, timings)

@@ -1,0 +1,109 @@
+"""`--dicom-out DIR` and `--store-back`: one DICOM SR per exam result (issue 15), as a sink of
+`predict` beside the JSON one, so it follows the same rules: targets checked before the first
+exam, nothing replaced without --overwrite or --resume, each SR written as its exam finishes.
+
+The SR itself is `dicom_sr.build_sr` (highdicom is imported only when an SR is made). Its source
+headers come from `headers_for` (a DICOMweb study carries them, `RetrievedStudy.headers`) or are
+read from the exam folder (`read_source_headers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, MammocliError, OutputError
+from .files import check_folder_target, write_failed
+from .schema import PredictionResult
+from .sinks import PlannedExam, Record, Sink
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+Headers = Callable[[PlannedExam], "Mapping[str, Dataset] | None"]
+Store = Callable[["Sequence[Dataset]"], None]
+
+SR_SUFFIX = ".sr.dcm"
+
+
+class StoreBackError(OutputError):
+    """The DICOMweb server did not take an SR (after its retries): the run stops, what was
+    written is kept (exit 3 as for a server that fails during retrieval; 2 for refused
+    credentials)."""
+
+    exit_code = 3
+
+
+class DicomSrSink(Sink):
+    """An SR per result: into `folder` (`<stem>.sr.dcm`) and/or sent with `store`."""
+
+    option = "--dicom-out"
+
+    def __init__(self, folder: Path | None, *, store: Store | None = None,
+                 headers_for: Headers | None = None, uid_root: str | None = None,
+                 overwrite: bool, resume: bool) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.store = store
+        self.headers_for = headers_for
+        self.uid_root = uid_root
+        self.overwrite = overwrite
+        self.resume = resume
+        where = [f"{folder}/" if folder is not None else "", "the PACS" if store else ""]
+        self.where = ", ".join(w for w in where if w)
+        self.sent = 0
+
+    def plan(self, exams: list[PlannedExam]) -> None:
+        png = [p for p in exams if p.exam.problem is None and p.exam.input_kind == "png"]
+        if png:
+            option = "--dicom-out" if self.folder is not None else "--store-back"
+            raise ConfigError(f"{option}: a DICOM SR needs DICOM images, and "
+                              f"{png[0].input.folder or png[0].exam.exam_id} holds PNG files",
+                              hint=f"run {option} on DICOM input only")
+        if self.folder is None:
+            return
+        check_folder_target(self.folder, "--dicom-out")
+        present = [p for p in exams if self._file(p).exists()]
+        if present and not (self.resume or self.overwrite):
+            raise OutputError(f"--dicom-out {self.folder}/ already holds the SR of "
+                              f"{len(present)} exam(s) of this run",
+                              hint="use --resume to skip finished exams or --overwrite to "
+                                   "redo them")
+
+    def _file(self, planned: PlannedExam) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{planned.stem}{SR_SUFFIX}"
+
+    def _sources(self, planned: PlannedExam, result: PredictionResult) -> Mapping[str, Dataset]:
+        from .dicom_sr import read_source_headers
+
+        given = self.headers_for(planned) if self.headers_for is not None else None
+        if given:
+            return given
+        names = {image.source for images in result.views.values() for image in images}
+        return read_source_headers(planned.exam.folder, sorted(names))
+
+    def write(self, planned: PlannedExam, record: Record) -> None:
+        if not isinstance(record, PredictionResult):
+            return  # a failed exam has no findings to report
+        from .dicom_sr import build_sr, write_sr
+
+        try:
+            sr = build_sr(record, self._sources(planned, record), uid_root=self.uid_root)
+        except MammocliError as exc:  # e.g. an unreadable header: this output cannot be made
+            raise OutputError(f"{planned.exam.exam_id}: no DICOM SR: {exc.message}",
+                              exc.hint) from None
+        if self.folder is not None:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                write_sr(sr, self.folder, planned.stem)
+            except OSError as exc:
+                raise write_failed(self._file(planned), exc) from None
+        if self.store is not None:
+            try:
+                self.store([sr])
+            except MammocliError as exc:
+                failed = StoreBackError(f"--store-back: {exc.message}", exc.hint)
+                failed.exit_code = exc.exit_code  # refused credentials stay 2
+                raise failed from None
+            self.sent += 1
