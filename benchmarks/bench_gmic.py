@@ -52,11 +52,11 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 
 def gmic_worker(args: argparse.Namespace) -> dict[str, Any]:
+    from mammocli.families.gmic_inference import gmic_windows, run_ensemble, to_precision
     from mammocli.inference.devices import tune_allocator
     from mammocli.inference.precision import configure
     from mammocli.io.discover import read_exam_folder
     from mammocli.models.gmic import GMIC, MEMBERS, PERCENT_T
-    from mammocli.models.gmic_inference import gmic_windows, run_ensemble, to_precision
     from mammocli.preprocess.gmic import gmic_pipeline_config
     from mammocli.preprocess.prepare import ExamPreparer
     from mammocli.views import VIEWS

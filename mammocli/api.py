@@ -18,10 +18,9 @@ import yaml
 from .config import FlipMode, PipelineConfig, RngMode
 from .errors import ConfigError, OutputError
 from .families import get_family
-from .families.base import Locate
 from .inference.batch import ExamOutcome, run_exams
 from .inference.devices import select_device
-from .inference.parallel import PredictorSpec, parse_devices, run_exams_on_devices
+from .inference.family import Locate
 from .io.dicom.options import DicomOptions
 from .io.discover import discover
 from .outputs.schema import ExamFailure, PredictionResult
@@ -34,6 +33,7 @@ from .outputs.sinks import (
     StdoutSink,
     plan_exams,
 )
+from .parallel import PredictorSpec, parse_devices, run_exams_on_devices
 from .reporting import log
 from .vocabulary import Export, Family, ModelKind, Precision, Variant, family_of, parse_variant
 from .weights.overrides import weights_locator

@@ -100,7 +100,7 @@ def test_the_predict_command_only_parses_calls_and_renders() -> None:
                 if isinstance(node, ast.ImportFrom) and node.module}
     # No models, no exam loop, no device dispatch: those are the library's.
     for module in ("inference.predictor", "inference.batch", "families", "families.dmv_cnn",
-                   "inference.parallel"):
+                   "parallel"):
         assert module not in imported, module
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
              for alias in node.names}

@@ -17,8 +17,8 @@ from mammocli.api import ModelRequest, RunOptions, predict_many
 from mammocli.config import PipelineConfig
 from mammocli.errors import ConfigError
 from mammocli.families import FAMILIES, get_family
-from mammocli.families.base import ImageOutput, Inference, Locate, ModelFamily
 from mammocli.families.dmv_cnn import DmvCnnModels
+from mammocli.inference.family import ImageOutput, Inference, Locate, ModelFamily
 from mammocli.inference.predictor import Predictor
 from mammocli.inference.randomness import ExamRandomness
 from mammocli.io.dicom.options import DicomOptions

@@ -24,16 +24,16 @@ import torch
 from conftest import REFERENCE_DIR as NYU_REFERENCE_DIR
 
 from mammocli.config import FlipMode
-from mammocli.inference.precision import cpu_bf16_problem
-from mammocli.io.exam import ExamSource, ImageSource
-from mammocli.models.gmic import MEMBERS, GMICOutput
-from mammocli.models.gmic_inference import (
+from mammocli.families.gmic_inference import (
     gmic_windows,
     load_gmic_members,
     run_ensemble,
     run_member,
     to_precision,
 )
+from mammocli.inference.precision import cpu_bf16_problem
+from mammocli.io.exam import ExamSource, ImageSource
+from mammocli.models.gmic import MEMBERS, GMICOutput
 from mammocli.models.gmic_loading import member_file_name
 from mammocli.preprocess.gmic import GMICWindow, gmic_pipeline_config
 from mammocli.preprocess.prepare import ExamPreparer, PreparedImage

@@ -16,9 +16,9 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from mammocli.config import FlipMode
+from mammocli.families.gmic_inference import GMICEnsembleOutput, patch_boxes
 from mammocli.io.exam import ImageSource, ViewImage
 from mammocli.models.gmic import GMICOutput, cells_to_pixels, retrieve_roi_cells
-from mammocli.models.gmic_inference import GMICEnsembleOutput, patch_boxes
 from mammocli.outputs.gmic_figure import (
     FIGURE_PIXELS,
     build_figure,

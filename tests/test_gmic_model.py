@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mammocli.config import FlipMode
+from mammocli.families.gmic_inference import patch_boxes
 from mammocli.io.exam import ImageSource, ViewImage
 from mammocli.models.gmic import (
     GMIC,
@@ -20,7 +21,6 @@ from mammocli.models.gmic import (
     retrieve_roi_cells,
     top_t_mean,
 )
-from mammocli.models.gmic_inference import patch_boxes
 from mammocli.preprocess.gmic import (
     _pairwise_sum,
     cut_gmic_window,

@@ -27,11 +27,11 @@ from mammocli.api import ModelRequest
 from mammocli.cli.app import app
 from mammocli.config import FlipMode, PipelineConfig
 from mammocli.families import get_family
-from mammocli.inference.parallel import PredictorSpec
 from mammocli.io.exam import ImageSource
 from mammocli.io.load import read_view_image
 from mammocli.outputs import schema
 from mammocli.outputs.schema import PredictionResult
+from mammocli.parallel import PredictorSpec
 from mammocli.preprocess.prepare import prepare_image
 from mammocli.synthetic.phantoms import phantom, write_png16, write_random_gmic_weights
 from mammocli.views import VIEWS, Side, View

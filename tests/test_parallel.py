@@ -103,7 +103,7 @@ def test_a_killed_device_worker_fails_only_its_own_unfinished_exams(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A real worker process dies (SIGKILL) on reaching e3: worker 0 (e0, e2) and the exam the
     dead worker had already sent (e1) keep their single-process results; e3 fails; exit 3."""
-    from mammocli.inference.parallel import KILL_WORKER_AT_ENV
+    from mammocli.parallel import KILL_WORKER_AT_ENV
 
     root = tmp_path / "root"
     for i in range(4):

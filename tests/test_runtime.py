@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from mammocli.cli.app import app
 from mammocli.errors import ConfigError, DeviceError
 from mammocli.inference.devices import select_device
-from mammocli.inference.parallel import parse_devices
+from mammocli.parallel import parse_devices
 from mammocli.synthetic.phantoms import write_exam
 
 runner = CliRunner()

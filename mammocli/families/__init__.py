@@ -4,8 +4,8 @@ implements `base.ModelFamily`, and one entry below."""
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..inference.family import ImageOutput, Inference, LoadedModels, ModelFamily
 from ..vocabulary import Family
-from .base import ImageOutput, Inference, LoadedModels, ModelFamily
 from .dmv_cnn import FAMILY as DMV_CNN
 from .gmic import FAMILY as GMIC
 

@@ -24,6 +24,7 @@ from ..inference.classify import (
     view_features,
     view_wise_probabilities,
 )
+from ..inference.family import ImageOutput, Inference, Locate, Prepared
 from ..inference.heatmaps import HeatmapEngine, Heatmaps
 from ..inference.precision import configure
 from ..inference.randomness import ExamRandomness
@@ -43,7 +44,6 @@ from ..vocabulary import (
     weight_file,
 )
 from ..weights.fetch import weights_used
-from .base import ImageOutput, Inference, Locate, Prepared
 
 CHANNELS = {Variant.IMAGE_ONLY: 1, Variant.IMAGE_AND_HEATMAPS: 3}
 PRIMARY = (Variant.IMAGE_AND_HEATMAPS, Variant.IMAGE_ONLY)  # the first one computed is primary

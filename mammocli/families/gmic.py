@@ -5,7 +5,7 @@ Stages: prepared views (our crop and best centre with GMIC's 2944 x 1920 window)
 standardised window per image, shared by every member -> the exam's images through each member
 as one batch -> per image y_fusion (the authors' prediction), six patch boxes and their
 attention; per breast the mean of its CC and MLO values. The maths lives in
-`models.gmic_inference`.
+`families.gmic_inference`.
 
 Our choices where the authors' code is silent or narrower (README "Models"):
 * every image of a view is classified, not only the first; a view's value is the mean of its
@@ -26,10 +26,10 @@ from pydantic import JsonValue
 
 from ..config import PipelineConfig
 from ..errors import ConfigError
+from ..inference.family import ImageOutput, Inference, Locate, Prepared
 from ..inference.precision import configure
 from ..inference.randomness import ExamRandomness
 from ..models.gmic import GMIC
-from ..models.gmic_inference import load_gmic_members, patch_boxes, predict_images, to_precision
 from ..outputs.schema import BreastPredictions, Probabilities
 from ..outputs.weights_used import WeightsUsed
 from ..preprocess.gmic import gmic_pipeline_config
@@ -45,7 +45,7 @@ from ..vocabulary import (
     weight_file,
 )
 from ..weights.fetch import weights_used
-from .base import ImageOutput, Inference, Locate, Prepared
+from .gmic_inference import load_gmic_members, patch_boxes, predict_images, to_precision
 
 MEMBER_OF: dict[Variant, int] = {variant: index for index, variant in GMIC_MEMBERS.items()}
 BATCH = 4  # images per forward pass: the four views of an exam, memory bounded beyond that

@@ -1,6 +1,6 @@
 """Orchestration: an exam on disk -> a PredictionResult, for any model family. No maths and
 no family knowledge here: preparation is shared (stages 1-2), the family computes
-(`families.base.LoadedModels.infer`), `report` assembles the result."""
+(`inference.family.LoadedModels.infer`), `report` assembles the result."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 from ..config import FlipMode, PipelineConfig
 from ..errors import ConfigError
-from ..families.base import LoadedModels
 from ..io.dicom.options import DicomOptions
 from ..io.exam import ExamSource
 from ..outputs.schema import PredictionResult
 from ..preprocess.prepare import ExamPreparer, PreparedImage
 from ..views import View
 from ..vocabulary import Export
+from .family import LoadedModels
 from .randomness import ExamRandomness
 from .report import build_result
 

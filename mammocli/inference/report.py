@@ -7,13 +7,13 @@ from collections.abc import Mapping
 
 from .. import __version__
 from ..config import PipelineConfig
-from ..families.base import ImageOutput, Inference
 from ..io.exam import ExamSource
 from ..outputs.schema import ImageReport, PredictionResult, SkippedRecord, Uids
 from ..outputs.weights_used import WeightsUsed
 from ..preprocess.prepare import PreparedImage
 from ..views import VIEWS, View
 from ..vocabulary import Family, ModelKind, Precision
+from .family import ImageOutput, Inference
 
 
 def image_report(image: PreparedImage, output: ImageOutput, *, include_uids: bool

@@ -20,8 +20,8 @@ from matplotlib.colors import Colormap, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ..families.gmic_inference import GMICEnsembleOutput, patch_boxes
 from ..models.gmic import GMICOutput
-from ..models.gmic_inference import GMICEnsembleOutput, patch_boxes
 from ..preprocess.gmic import GMICWindow
 from ..preprocess.prepare import PreparedImage
 from .files import atomic_write_bytes

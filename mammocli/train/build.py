@@ -5,12 +5,8 @@ the first training step, so bad data fails early with the row that is wrong."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from ..config import PipelineConfig
 from ..errors import ConfigError
@@ -21,23 +17,8 @@ from ..vocabulary import PATCH_WEIGHTS, Variant
 from ..weights.fetch import resolve_weights
 from .config import Task, TrainConfig
 from .data import BreastDataset, PatchDataset, load_patch_image, prepare_exams
+from .datasets import Datasets, manifest_card
 from .manifest import read_breast_manifest, read_patch_manifest, split_rows
-
-
-@dataclass
-class Datasets:
-    train: Dataset[Any]
-    val: Dataset[Any]
-    card: dict[str, Any] = field(default_factory=dict)  # what the model card says about data
-    patch_weights: Path | None = None  # the patch model behind the heatmaps, if any
-
-
-def _manifest_card(config: TrainConfig, n_train: int, n_val: int, unit: str) -> dict[str, Any]:
-    manifests = {"train": str(config.data.train), "train_sha256": sha256_file(config.data.train)}
-    if config.data.val is not None:
-        manifests.update(val=str(config.data.val), val_sha256=sha256_file(config.data.val))
-    return {"task": config.task.value, **manifests, f"train_{unit}": n_train,
-            f"val_{unit}": n_val}
 
 
 def build_datasets(config: TrainConfig, pipeline: PipelineConfig, device: torch.device,
@@ -66,7 +47,7 @@ def _patch_datasets(config: TrainConfig, pipeline: PipelineConfig) -> Datasets:
                        (config.data.val_patches_per_image,) * 4, train=False, seed=config.seed)
     if len(train) == 0:
         raise ConfigError("no training patch can be drawn; check the masks and data.patches")
-    return Datasets(train, val, _manifest_card(config, len(train_rows), len(val_rows), "images"))
+    return Datasets(train, val, manifest_card(config, len(train_rows), len(val_rows), "images"))
 
 
 def _breast_datasets(config: TrainConfig, pipeline: PipelineConfig, device: torch.device,
@@ -95,7 +76,7 @@ def _breast_datasets(config: TrainConfig, pipeline: PipelineConfig, device: torc
     train = BreastDataset(train_items, pipeline, train=True, noise_std=config.noise_std,
                           augment=config.augment, **common)  # type: ignore[arg-type]
     val = BreastDataset(val_items, pipeline, train=False, **common)  # type: ignore[arg-type]
-    card = _manifest_card(config, len(train_items), len(val_items), "exams")
+    card = manifest_card(config, len(train_items), len(val_items), "exams")
     if patch_path is not None:
         card["heatmaps_patch_model_sha256"] = sha256_file(patch_path)
     return Datasets(train, val, card, patch_path)

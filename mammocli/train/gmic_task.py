@@ -35,6 +35,7 @@ from ..preprocess.window import cut_window, sample_window, standardize_image_cha
 from ..views import VIEWS, View
 from .config import GMICLabels, TrainConfig
 from .data import ExamItem, _cache_key, _save_npz, prepare_exams, sample_rng, torch_generator
+from .datasets import Datasets, manifest_card
 from .manifest import _file, _read_rows, _split, read_breast_manifest, split_rows
 
 METRICS = ("benign", "malignant")
@@ -154,7 +155,6 @@ class GMICDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
 
 def build_datasets(config: TrainConfig, pipeline: PipelineConfig) -> Any:
-    from .build import Datasets, _manifest_card
 
     cache = config.data.cache_dir or config.output_dir / "cache"
     if config.gmic.labels is GMICLabels.BREAST:
@@ -178,7 +178,7 @@ def build_datasets(config: TrainConfig, pipeline: PipelineConfig) -> Any:
         val = prepare_image_rows(val_images, pipeline, cache)
         counts, unit = (len(train_images), len(val_images)), "images"
     window = config.gmic.window
-    card = _manifest_card(config, *counts, unit)
+    card = manifest_card(config, *counts, unit)
     card.update(labels=config.gmic.labels.value, train_images=len(train), val_images=len(val))
     return Datasets(
         GMICDataset(train, window, pipeline, train=True, seed=config.seed,

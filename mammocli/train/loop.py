@@ -28,8 +28,9 @@ from ..errors import ConfigError
 from ..inference.devices import select_device
 from ..reporting import Tracker, log, track
 from . import checkpoint, distributed
-from .build import Datasets, build_datasets
+from .build import build_datasets
 from .config import OptimizerName, ScheduleName, TrainConfig
+from .datasets import Datasets
 from .export import export
 from .tasks import TaskSpec, build_model, freeze_batchnorm, move
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.gmic import GMIC, PATCH_SIZE, GMICOutput
+from ..models.gmic_loading import load_gmic
 from ..preprocess.gmic import GMICWindow, gmic_window, stack_windows
 from ..preprocess.prepare import PreparedImage
-from .gmic import GMIC, PATCH_SIZE, GMICOutput
-from .gmic_loading import load_gmic
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ from multiprocessing.queues import Queue as ProcessQueue
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import FlipMode, PipelineConfig, RngMode
-from ..errors import ConfigError
-from ..families import get_family
-from ..families.base import Locate
-from ..io.dicom.options import DicomOptions
-from ..io.exam import ExamSource
-from ..outputs.schema import ExamFailure
-from ..vocabulary import Export, Family, ModelKind, Precision, Variant
-from .batch import ExamOutcome, exam_failure, run_exams
-from .devices import available_cpus, configure_threads, select_device, tune_allocator
-from .predictor import ExamOutput, Predictor
+from .config import FlipMode, PipelineConfig, RngMode
+from .errors import ConfigError
+from .families import get_family
+from .inference.batch import ExamOutcome, exam_failure, run_exams
+from .inference.devices import available_cpus, configure_threads, select_device, tune_allocator
+from .inference.family import Locate
+from .inference.predictor import ExamOutput, Predictor
+from .io.dicom.options import DicomOptions
+from .io.exam import ExamSource
+from .outputs.schema import ExamFailure
+from .vocabulary import Export, Family, ModelKind, Precision, Variant
 
 if TYPE_CHECKING:
     import torch
