@@ -64,7 +64,7 @@ def test_finetune_export_predict(tmp_path: Path, weights: Path, manifest: Path,
     assert card["weights"]["initialised_from"].endswith(name)
     assert name in card["weights"]["files"]
     assert card["data"]["train_exams"] == 4 and card["data"]["val_exams"] == 2
-    assert card["config"]["model"]["variant"] == variant
+    assert card["config"]["model"]["variant"] == variant.replace("-", "_")  # the one vocabulary
     if variant == "image-and-heatmaps":
         assert (export / "sample_patch_model.p").is_file()  # heatmaps' model travels along
         assert any((manifest.parent / "cache" / "heatmaps").iterdir())  # computed once, cached

@@ -289,15 +289,7 @@ def register(app: typer.Typer) -> None:
         resume = resume or retry_failed
         if output_arg is None and resume:  # before any study is retrieved
             raise ConfigError("--resume needs -o FILE or -o DIR/ (stdout cannot be resumed)")
-        if store_back and not (path and is_dicomweb_path(path)):
-            raise ConfigError("--store-back sends the SR to the DICOMweb server of the "
-                              "studies; it needs a dicomweb+http(s):// address as PATH",
-                              hint="for other input, write the SR files with --dicom-out DIR")
-        uid_root = None
-        if dicom_out is not None or store_back:
-            from ..outputs.dicom_sr import uid_root_from_environment  # highdicom: only now
-
-            uid_root = uid_root_from_environment()
+        uid_root = _sr_uid_root(path, dicom_out, store_back)
         source = SourceRequest(path=path, studies=tuple(study or ()),
                                studies_file=studies_file, queries=tuple(query or ()),
                                exams=exams_csv, dicomweb=dicomweb, views_csv=views_csv,
@@ -395,6 +387,19 @@ def register(app: typer.Typer) -> None:
                              options, heat, on_outcome=on_outcome)
         if report.exit_code:
             raise typer.Exit(report.exit_code)
+
+
+def _sr_uid_root(path: str | None, dicom_out: Path | None, store_back: bool) -> str | None:
+    """Check the SR options; the UID root for new SR objects when any are written."""
+    if store_back and not (path and is_dicomweb_path(path)):
+        raise ConfigError("--store-back sends the SR to the DICOMweb server of the "
+                          "studies; it needs a dicomweb+http(s):// address as PATH",
+                          hint="for other input, write the SR files with --dicom-out DIR")
+    if dicom_out is None and not store_back:
+        return None
+    from ..outputs.dicom_sr import uid_root_from_environment  # highdicom: only now
+
+    return uid_root_from_environment()
 
 
 def _planned(exams: Any, path: Path) -> list[PlannedExam]:
