@@ -342,11 +342,7 @@ def scan_header(path: Path, relative: str, max_pixels: int) -> tuple[DicomHeader
         try:
             return _record(path, relative, ds, element, max_pixels), ds
         except Exception as exc:  # a value pydicom parsed but we cannot use: this file only
-            raise InputError(
-                f"{relative}: cannot read the DICOM header ({type(exc).__name__} on a header "
-                "value); the file may be corrupt",
-                hint="export the image again from the archive",
-            ) from exc
+            raise unusable_header(relative, exc) from exc
 
 
 def _record(path: Path, relative: str, ds: Dataset, element: PixelElement,
@@ -382,6 +378,15 @@ def _record(path: Path, relative: str, ds: Dataset, element: PixelElement,
     )
 
 
+def unusable_header(relative: str, exc: Exception) -> InputError:
+    """The rejection of a file whose header holds a value we cannot use (never the value)."""
+    return InputError(
+        f"{relative}: cannot read the DICOM header ({type(exc).__name__} on a header "
+        "value); the file may be corrupt",
+        hint="export the image again from the archive",
+    )
+
+
 def header_from_dataset(path: Path, relative: str, ds: Dataset, *, has_pixels: bool,
                         max_pixels: int) -> DicomHeader:
     """The discovery record of a header read elsewhere (DICOMweb metadata): `path` is where the
@@ -393,8 +398,4 @@ def header_from_dataset(path: Path, relative: str, ds: Dataset, *, has_pixels: b
             check_elements(ds, relative)
             return _record(path, relative, ds, element, max_pixels)
     except Exception as exc:  # a value pydicom parsed but we cannot use: this file only
-        raise InputError(
-            f"{relative}: cannot read the DICOM header ({type(exc).__name__} on a header "
-            "value); the file may be corrupt",
-            hint="export the image again from the archive",
-        ) from exc
+        raise unusable_header(relative, exc) from exc
