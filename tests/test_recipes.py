@@ -119,8 +119,18 @@ def test_submitit_local_run_with_3_shards_equals_one_run(tmp_path: Path, random_
                           "--logs", str(tmp_path / "logs"), "--", *args],
                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr
-    assert _predictions(tmp_path / "sharded") == _predictions(tmp_path / "one")
-    assert len(_predictions(tmp_path / "one")) == 5
+    sharded, single = _predictions(tmp_path / "sharded"), _predictions(tmp_path / "one")
+    assert len(single) == 5 and sharded.keys() == single.keys()
+    # Equal within float rounding: submitit's local jobs run with their own CPU thread count,
+    # which changes the order of float sums (about 1e-8 here), not the exams or their values.
+    for exam, predictions in single.items():
+        assert _flat(sharded[exam]) == pytest.approx(_flat(predictions), abs=1e-6), exam
+
+
+def _flat(tree: object, prefix: str = "") -> dict[str, float]:
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix: float(tree)}  # type: ignore[arg-type]
 
 
 @needs_wiring
