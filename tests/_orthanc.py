@@ -233,3 +233,14 @@ def _cut_part(content: bytes, content_type: str) -> bytes:
     head, _, rest = content.partition(b"\r\n\r\n")  # first part's headers
     part = rest.split(b"\r\n" + marker)[0]
     return head + b"\r\n\r\n" + part[:300] + b"\r\n" + marker + b"--\r\n"
+
+
+PHI = {  # a marker in every identifying field of the uploaded studies (tests check none leaks)
+    "PatientName": "MARKERNAME^PHI", "PatientID": "MARKERPID", "PatientBirthDate": "19111111",
+    "AccessionNumber": "MARKERACC", "StudyID": "MARKSTID", "StudyDescription": "MARKERSTUDY",
+    "InstitutionName": "MARKERINST", "ReferringPhysicianName": "MARKERREF^DR",
+    "OperatorsName": "MARKEROP", "PerformingPhysicianName": "MARKERPERF",
+    "OtherPatientIDs": "MARKEROTHER", "PatientAddress": "MARKERADDRESS",
+    "ImageComments": "MARKERCOMMENT", "StudyDate": "19121212", "StudyTime": "111111",
+    "PatientSex": "F", "DeviceSerialNumber": "MARKERSERIAL", "StationName": "MARKERSTATION",
+}

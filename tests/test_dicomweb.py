@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from _orthanc import PASSWORD, USER, FlakyProxy, Orthanc, orthanc_server
+from _orthanc import PASSWORD, PHI, USER, FlakyProxy, Orthanc, orthanc_server
 from dicom_factory import make_mg, save_mg, write_decoys, write_exam
 from pydicom.uid import generate_uid
 from typer.testing import CliRunner
@@ -163,15 +163,6 @@ def sop_of_header(ds: pydicom.Dataset) -> str:
     return str(ds.SOPInstanceUID)
 
 
-PHI = {  # a marker in every identifying field of the uploaded study
-    "PatientName": "MARKERNAME^PHI", "PatientID": "MARKERPID", "PatientBirthDate": "19111111",
-    "AccessionNumber": "MARKERACC", "StudyID": "MARKSTID", "StudyDescription": "MARKERSTUDY",
-    "InstitutionName": "MARKERINST", "ReferringPhysicianName": "MARKERREF^DR",
-    "OperatorsName": "MARKEROP", "PerformingPhysicianName": "MARKERPERF",
-    "OtherPatientIDs": "MARKEROTHER", "PatientAddress": "MARKERADDRESS",
-    "ImageComments": "MARKERCOMMENT", "StudyDate": "19121212", "StudyTime": "111111",
-    "PatientSex": "F", "DeviceSerialNumber": "MARKERSERIAL", "StationName": "MARKERSTATION",
-}
 
 
 def test_round_trip_predict_sr_store_back_without_phi_in_outputs(

@@ -60,6 +60,12 @@ def load_predictions(path: Path, columns: Columns) -> ModelScores:
     return _from_csv(read_csv(path), columns)
 
 
+def first_error(exc: ValidationError) -> str:
+    """The first problem of a validation error as `field.path: message` (for located errors)."""
+    first = exc.errors()[0]
+    return f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
+
+
 def _json_objects(path: Path) -> list[tuple[int, Any]]:
     """(line, object) pairs: one JSON document, a list of them, or JSON Lines."""
     text = path.read_text(encoding="utf-8")
@@ -94,9 +100,7 @@ def _from_results(files: list[Path], base: Path) -> ModelScores:
             try:
                 result = PredictionResult.model_validate(obj)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                loc = ".".join(str(x) for x in first["loc"])
-                raise InputError(f"{where}: not a mammocli result ({loc}: {first['msg']})",
+                raise InputError(f"{where}: not a mammocli result ({first_error(exc)})",
                                  hint="give the JSON written by `mammocli predict`") from None
             if result.exam_id in where_seen:
                 raise InputError(f"{where}: exam {result.exam_id!r} also in "

@@ -29,7 +29,7 @@ from . import calibration, metrics
 from .calibration import CalibrationReport, Fit, Method
 from .evaluation import evaluate
 from .operating_points import LEVELS, Level, OperatingPoint, Target, operating_points
-from .predictions import RESULT_SUFFIXES, ModelScores, _json_objects
+from .predictions import RESULT_SUFFIXES, ModelScores, _json_objects, first_error
 from .tables import BreastKey, Labels
 
 SITE_FORMAT = "mammocli-site"
@@ -195,9 +195,7 @@ def load_site(path: Path) -> SiteFile:
     try:
         site = SiteFile.model_validate(doc)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise InputError(f"{name}: not a valid site file ({loc}: {first['msg']})",
+        raise InputError(f"{name}: not a valid site file ({first_error(exc)})",
                          hint="fit it again with `mammocli calibrate`") from None
     site._source = name
     return site
