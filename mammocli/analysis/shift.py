@@ -31,8 +31,6 @@ leave it. Subgroup values come from those fields, so they may appear in warnings
 from __future__ import annotations
 
 import math
-import statistics
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,30 +42,23 @@ from pydantic import BaseModel, ConfigDict
 from scipy.stats import mannwhitneyu
 
 from ..errors import InputError
+from ..io.dicom.header_fields import (  # noqa: F401 - re-exported
+    ALLOWED_FIELDS,
+    DERIVED_FIELDS,
+    NUMBER_FIELDS,
+    TEXT_FIELDS,
+    HeaderValue,
+    exam_header,
+    header_fields,
+)
 from . import metrics
 from .curves import figure_png
 from .evaluation import Evaluated, Subgroup
 from .metrics import Estimate
 
 FloatArray = NDArray[np.float64]
-HeaderValue = str | float
 
-# --- DICOM header fields for subgrouping ----------------------------------------------------
-
-# The allow-list: device, detector, geometry and exposure. Nothing that names or dates a person,
-# a study or a place (no StationName, InstitutionName, DeviceSerialNumber, UIDs, dates).
-TEXT_FIELDS: tuple[str, ...] = (
-    "Manufacturer", "ManufacturerModelName", "SoftwareVersions", "DetectorType",
-    "PresentationIntentType", "PhotometricInterpretation", "AnodeTargetMaterial",
-    "FilterMaterial",
-)
-NUMBER_FIELDS: tuple[str, ...] = (
-    "PixelSpacing", "ImagerPixelSpacing", "Rows", "Columns", "BitsStored", "KVP", "Exposure",
-    "ExposureInuAs", "ExposureTime", "XRayTubeCurrent", "BodyPartThickness", "CompressionForce",
-    "RelativeXRayExposure",
-)
-DERIVED_FIELDS: tuple[str, ...] = ("ImageSize",)  # "RowsxColumns"
-ALLOWED_FIELDS: tuple[str, ...] = TEXT_FIELDS + NUMBER_FIELDS + DERIVED_FIELDS
+# --- subgroups from the header fields (collected at discovery: io/dicom/header_fields.py) ----
 
 # Bin edges for numeric fields (values between two edges share a subgroup); typical FFDM values:
 # pixel spacing 0.05-0.1 mm, 25-35 kVp.
@@ -78,68 +69,8 @@ DEFAULT_EDGES: dict[str, tuple[float, ...]] = {
     "Exposure": (50.0, 100.0, 150.0, 200.0),
     "BodyPartThickness": (30.0, 50.0, 70.0),
     "CompressionForce": (50.0, 100.0, 150.0),
+    "TissueMean": (0.2, 0.4, 0.6, 0.8),  # a fraction of the 16-bit range
 }
-
-
-def _number(value: Any) -> float | None:
-    """A finite float from a DS/IS/US value or the first of a multi-value; None otherwise."""
-    if value is None or isinstance(value, bytes | bytearray):
-        return None
-    if not isinstance(value, str) and isinstance(value, Sequence):
-        if len(value) == 0:
-            return None
-        value = value[0]  # PixelSpacing: row spacing (mammograms have square pixels)
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, bytes | bytearray):
-        return None
-    if not isinstance(value, str) and isinstance(value, Sequence):
-        value = "\\".join(str(v) for v in value)  # e.g. SoftwareVersions, as DICOM joins them
-    text = " ".join(str(value).split())
-    return text or None
-
-
-def header_fields(ds: Any) -> dict[str, HeaderValue]:
-    """The allow-listed, non-identifying fields present in a pydicom Dataset: text stripped,
-    numbers as floats. Absent, empty or malformed values are left out (never raised)."""
-    out: dict[str, HeaderValue] = {}
-    for name in (*TEXT_FIELDS, *NUMBER_FIELDS):
-        try:
-            with warnings.catch_warnings():  # pydicom warns on invalid values: stay silent
-                warnings.simplefilter("ignore")
-                raw = ds.get(name)
-                value = getattr(raw, "value", raw)
-            parsed: HeaderValue | None = _text(value) if name in TEXT_FIELDS else _number(value)
-        except Exception:  # noqa: BLE001 - a malformed element is absent for subgrouping
-            parsed = None
-        if parsed is not None:
-            out[name] = parsed
-    rows, cols = out.get("Rows"), out.get("Columns")
-    if isinstance(rows, float) and isinstance(cols, float):
-        out["ImageSize"] = f"{rows:g}x{cols:g}"
-    return out
-
-
-def exam_header(views: Sequence[Mapping[str, HeaderValue]]) -> dict[str, HeaderValue]:
-    """One exam's fields from its images': text the value all images share ("mixed" when they
-    differ), numbers the median (KVP and exposure differ between views)."""
-    out: dict[str, HeaderValue] = {}
-    for name in ALLOWED_FIELDS:
-        values = [v[name] for v in views if name in v]
-        if not values:
-            continue
-        if all(isinstance(v, float) for v in values):
-            out[name] = float(statistics.median(float(v) for v in values))
-        else:
-            texts = {str(v) for v in values}
-            out[name] = texts.pop() if len(texts) == 1 else "mixed"
-    return out
 
 
 def subgroup_columns(headers: Sequence[Mapping[str, HeaderValue]],

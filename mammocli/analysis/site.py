@@ -24,7 +24,12 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from .. import __version__
 from ..errors import ConfigError, InputError
-from ..outputs.schema import PredictionResult
+from ..outputs.schema import (  # noqa: F401 - re-exported: what a site file adds
+    CalibratedProbabilities,
+    Flag,
+    PredictionResult,
+    SiteOutputs,
+)
 from . import calibration, metrics
 from .calibration import CalibrationReport, Fit, Method
 from .evaluation import evaluate
@@ -74,30 +79,6 @@ class DataSummary(_Frozen):
     failed_predictions: int
 
 
-class CalibratedProbabilities(_Frozen):
-    left: float
-    right: float
-    exam: float  # the higher breast
-
-
-class Flag(_Frozen):
-    operating_point: str
-    level: Level
-    threshold: float  # on the raw malignant probability
-    left: bool
-    right: bool
-    exam: bool  # either breast flagged
-
-
-class SiteOutputs(_Frozen):
-    """What a site file adds to one result (the result's own probabilities stay as they are)."""
-
-    site_created: datetime
-    method: str
-    calibrated_malignant: CalibratedProbabilities
-    flags: list[Flag]
-
-
 class SiteFile(_Frozen):
     format: Literal["mammocli-site"] = "mammocli-site"
     version: str = SITE_VERSION
@@ -120,6 +101,15 @@ class SiteFile(_Frozen):
 
     def check(self, result: PredictionResult) -> None:
         """Refuse a result this site file was not fitted for."""
+        self.check_model(result.family.value, result.model.value,
+                         {w.name: w.sha256 for w in result.weights}, result.primary_variant.value,
+                         where="result")
+
+    def check_model(self, family: str, kind: str, weights: dict[str, str],
+                    variant: str | None = None, where: str = "run") -> None:
+        """Refuse a model other than the one this file was fitted for: its family, model, the
+        sha256 of each weight file (`name -> sha256`) and, when known, the variant read. Called
+        by `predict --site` once the weights are located, before the first exam."""
         src = self._source
         if self.model is None:
             raise SiteMismatchError(
@@ -127,23 +117,22 @@ class SiteFile(_Frozen):
                 "check which model it is applied to",
                 hint="fit it again on the result JSON of `mammocli predict` "
                      "(`mammocli calibrate --predictions results.jsonl ...`)")
-        if (result.family.value, result.model.value, result.primary_variant.value) != (
-                self.model.family, self.model.kind, self.model.variant):
+        if (family, kind) != (self.model.family, self.model.kind) or (
+                variant is not None and variant != self.model.variant):
             raise SiteMismatchError(
                 f"{src}: fitted for the {self.model.kind} model of {self.model.family} "
-                f"({self.model.variant}), this result is of the {result.model} model of "
-                f"{result.family} ({result.primary_variant})",
+                f"({self.model.variant}), this {where} is of the {kind} model of {family}"
+                + (f" ({variant})" if variant is not None else ""),
                 hint="use the site file fitted for this model, or fit one with "
                      "`mammocli calibrate`")
         mine = self.model.fingerprint()
-        theirs = {w.name: w.sha256 for w in result.weights}
-        if mine != theirs:
-            names = sorted(n for n in set(mine) | set(theirs) if mine.get(n) != theirs.get(n))
+        if mine != weights:
+            names = sorted(n for n in set(mine) | set(weights) if mine.get(n) != weights.get(n))
             detail = "; ".join(
-                f"{n}: {_short(theirs.get(n))} in the result, {_short(mine.get(n))} in the site "
+                f"{n}: {_short(weights.get(n))} in the {where}, {_short(mine.get(n))} in the site "
                 "file" for n in names)
             raise SiteMismatchError(
-                f"{src}: fitted on other weights than this result's ({detail})",
+                f"{src}: fitted on other weights than this {where}'s ({detail})",
                 hint="a calibration holds for the weights it was fitted on: use the site file "
                      "of these weights, or fit one on their predictions with `mammocli calibrate`")
 
@@ -164,6 +153,10 @@ class SiteFile(_Frozen):
             calibrated_malignant=CalibratedProbabilities(left=left, right=right,
                                                          exam=max(left, right)),
             flags=flags)
+
+    def stamp(self, result: PredictionResult) -> PredictionResult:
+        """The result with its site outputs added (`predict --site`)."""
+        return result.model_copy(update={"site": self.apply(result)})
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"

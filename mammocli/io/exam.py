@@ -34,6 +34,9 @@ class ImageSource:
     facing: Side | None = None
     # DICOM UIDs, read once at discovery and only under --include-uids (identifying data).
     uids: DicomUids | None = None
+    # Allow-listed, non-identifying DICOM fields (io/dicom/header_fields.py), read at discovery
+    # for the shift report; empty for PNG.
+    header: tuple[tuple[str, str | float], ...] = ()
 
 
 InputKind = Literal["png", "dicom"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,6 +76,47 @@ class ImageReport(_Frozen):
     # The family's own per-image outputs (e.g. GMIC's patch boxes); None for the DMV-CNN.
     outputs: dict[str, JsonValue] | None = None
     uids: Uids | None = None  # DICOM Study/Series/SOP Instance UIDs, opt-in only
+    # Allow-listed, non-identifying DICOM fields (device, geometry, exposure); None for PNG.
+    header: dict[str, HeaderValue] | None = None
+    image: ImageStats | None = None
+
+
+HeaderValue = str | float  # an allow-listed DICOM header field: text, or a number
+
+
+class ImageStats(_Frozen):
+    """What the image itself says, for the shift report (`evaluate --by-header`): stored size,
+    and the mean intensity of the tissue (nonzero pixels of the crop) as a fraction of the
+    16-bit range the pixels are read into."""
+
+    rows: int
+    columns: int
+    tissue_mean: float = Field(ge=0.0, le=1.0)
+
+
+class CalibratedProbabilities(_Frozen):
+    left: float
+    right: float
+    exam: float  # the higher breast
+
+
+class Flag(_Frozen):
+    operating_point: str
+    level: Literal["exam", "breast"]
+    threshold: float  # on the raw malignant probability
+    left: bool
+    right: bool
+    exam: bool  # either breast flagged
+
+
+class SiteOutputs(_Frozen):
+    """What a site file (`predict --site`) adds to a result: calibrated malignant probabilities
+    and the flag at each operating point. The result's raw probabilities stay as they are."""
+
+    site_created: datetime
+    method: str
+    calibrated_malignant: CalibratedProbabilities
+    flags: list[Flag]
 
 
 class InputRef(_Frozen):
@@ -120,6 +162,10 @@ class PredictionResult(_Frozen):
     warnings: list[str] = []
     skipped_files: list[SkippedRecord] = []
     input: InputRef | None = None
+    # The exam's summary of its images' header fields and statistics (text: the value all
+    # images share, else "mixed"; numbers: the median), for `evaluate --by-header`.
+    header: dict[str, HeaderValue] | None = None
+    site: SiteOutputs | None = None  # with `predict --site`
 
     @model_validator(mode="before")
     @classmethod

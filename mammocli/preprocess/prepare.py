@@ -28,6 +28,7 @@ class PreparedImage:
     pixels: np.ndarray  # cropped, canonical orientation, uint16, C-contiguous
     best_center: tuple[int, int]
     warnings: tuple[str, ...] = ()
+    stored_shape: tuple[int, int] = (0, 0)  # (rows, columns) of the image as stored
 
 
 def prepare_image(image: ViewImage, flip_mode: FlipMode, config: PipelineConfig,
@@ -46,7 +47,9 @@ def prepare_image(image: ViewImage, flip_mode: FlipMode, config: PipelineConfig,
             f"{source.relative}: the breast does not touch the chest-wall edge "
             f"({crop.distance_from_starting_side} px gap); check the orientation"
         )
-    return PreparedImage(source.view, source, orientation, crop, pixels, center, tuple(warnings))
+    rows, columns = image.pixels.shape[:2]
+    return PreparedImage(source.view, source, orientation, crop, pixels, center, tuple(warnings),
+                         (int(rows), int(columns)))
 
 
 def check_usable(exam: ExamSource) -> None:

@@ -25,6 +25,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from ...errors import InputError
 from ...views import Side
 from ..exam import DicomUids
+from .header_fields import header_fields
 from .tags import (
     Kind,
     ViewInfo,
@@ -95,6 +96,8 @@ class DicomHeader:
     pixels: int  # Rows x Columns
     patient: str = ""  # hash of the PatientID (see dicom_tags.patient_key); never the value
     uids: DicomUids | None = None  # for --include-uids results only
+    # the allow-listed, non-identifying fields (header_fields.py), as (name, value) pairs
+    fields: tuple[tuple[str, str | float], ...] = ()
 
 
 @contextmanager
@@ -375,6 +378,7 @@ def _record(path: Path, relative: str, ds: Dataset, element: PixelElement,
             series=str(ds.get("SeriesInstanceUID", "")),
             sop_instance=str(ds.get("SOPInstanceUID", "")),
         ),
+        fields=tuple(header_fields(ds).items()),
     )
 
 

@@ -162,7 +162,8 @@ def select_images(headers: Sequence[DicomHeader], options: DicomOptions,
         images[view] = tuple(
             ImageSource(path=c.header.path, relative=c.header.relative, view=view,
                         kind="dicom", facing=c.header.facing,
-                        uids=c.header.uids if options.include_uids else None)
+                        uids=c.header.uids if options.include_uids else None,
+                        header=c.header.fields)
             for c in sorted(candidates, key=lambda c: c.header.relative))
     if any(c.header.implant_present for cs in by_view.values() for c in cs):
         notes.append("breast implant present: the model was not validated on implant exams")
