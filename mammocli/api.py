@@ -15,9 +15,11 @@ from pathlib import Path
 
 import yaml
 
+from .analysis.site import SiteFile
 from .config import FlipMode, PipelineConfig, RngMode
 from .errors import ConfigError, OutputError
 from .families import get_family
+from .hashing import sha256_file
 from .inference.batch import ExamOutcome, run_exams
 from .inference.devices import select_device
 from .inference.family import Locate
@@ -86,6 +88,9 @@ class RunOptions:
     threads: int = 0  # per --devices worker; 0: the CPUs shared out
     prepare_workers: int = 0
     exports: frozenset[Export] = frozenset()  # e.g. heatmaps, for a HeatmapFolders writer
+    # A site file (`predict --site`): checked against the weights before the first exam, then
+    # every result gets its calibrated probabilities and operating-point flags.
+    site: SiteFile | None = None
 
 
 @dataclass
@@ -181,6 +186,7 @@ def _outcomes(todo: list[PlannedExam], models: ModelRequest, options: RunOptions
         spec = PredictorSpec.resolve(models.family, kind, variants, locate, options.config,
                                      precision=options.precision, flip_mode=options.flip_mode,
                                      exports=options.exports, dicom=options.dicom)
+        _check_site(options.site, spec)
         return run_exams_on_devices(exams, spec, devices, options.threads,
                                     options.prepare_workers)
     device = select_device(options.device)
@@ -188,10 +194,23 @@ def _outcomes(todo: list[PlannedExam], models: ModelRequest, options: RunOptions
     spec = PredictorSpec.resolve(models.family, kind, variants, locate, options.config,
                                  precision=options.precision, flip_mode=options.flip_mode,
                                  exports=options.exports, dicom=options.dicom)
+    _check_site(options.site, spec)
     predictor = spec.build(device)
     by_exam = {id(p.exam): p for p in todo}
     return run_exams(exams, predictor, prepare_workers=options.prepare_workers,
                      claim=(lambda e: claim(by_exam[id(e)])) if claim else None)
+
+
+def _check_site(site: SiteFile | None, spec: PredictorSpec) -> None:
+    """Refuse a site file of other weights as soon as their hashes are known (located and
+    verified), before any model is loaded or exam read."""
+    if site is None:
+        return
+    site.check_model(spec.family.value, spec.kind.value,
+                     {name: sha256_file(path) for name, path in spec.weights.items()})
+    if site.model is not None and site.model.variant not in {v.value for v in spec.variants}:
+        site.check_model(spec.family.value, spec.kind.value, site.model.fingerprint(),
+                         ",".join(v.value for v in spec.variants))
 
 
 def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: RunOptions,
@@ -228,7 +247,8 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
                         report.stages[stage] = report.stages.get(stage, 0.0) + seconds
                     if heatmaps is not None:
                         heatmaps.write(planned, out)
-                    sink.write(planned, out.result)
+                    sink.write(planned, options.site.stamp(out.result)
+                               if options.site is not None else out.result)
                 report.stages["write"] += time.perf_counter() - writing
             report.elapsed_s = time.perf_counter() - started
             if on_outcome is not None:

@@ -47,10 +47,10 @@ from ..io.dicom.header_fields import (  # noqa: F401 - re-exported
     DERIVED_FIELDS,
     NUMBER_FIELDS,
     TEXT_FIELDS,
-    HeaderValue,
     exam_header,
     header_fields,
 )
+from ..outputs.schema import HeaderValue
 from . import metrics
 from .curves import figure_png
 from .evaluation import Evaluated, Subgroup

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..analysis.site import load_site
 from ..api import (
     ExamOutcome,
     ModelRequest,
@@ -270,9 +271,14 @@ def register(app: typer.Typer) -> None:
             "rate, ETA) and a summary line to this file, for dashboards."),
         precision: PrecisionOption = Precision.FP32,
         threads: ThreadsOption = 0,
+        site: Path | None = typer.Option(
+            None, "--site", exists=True, dir_okay=False, help="A site.json of `mammocli "
+            "calibrate` (fitted on these weights): add calibrated probabilities and the flag at "
+            "each operating point to every result."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     ) -> None:
         """Predict benign and malignant probabilities per breast. Research use only."""
+        site_file = load_site(site) if site is not None else None  # checked before any exam
         tune_allocator()
         configure_threads(threads)
         config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
@@ -330,7 +336,7 @@ def register(app: typer.Typer) -> None:
             options = RunOptions(config=config, flip_mode=horizontal_flip, dicom=dicom,
                                  device=device, devices=tuple(devices.split(",")) if devices
                                  else (), precision=Precision(precision), threads=threads,
-                                 prepare_workers=prepare_workers)
+                                 prepare_workers=prepare_workers, site=site_file)
             request = ModelRequest(family=family_of(model), kind=model, variants=chosen,
                                    locate=locate)
             with _stops(), _rendering(len(planned), quiet, log_file) as on_outcome:

@@ -205,6 +205,8 @@ def _printable_tree(value: Any) -> Any:
         return {printable(str(k)): _printable_tree(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_printable_tree(v) for v in value]
+    if isinstance(value, datetime):  # site outputs' date
+        return value.isoformat()
     return value
 
 

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ...outputs.schema import HeaderValue
+HeaderValue = str | float  # = outputs.schema.HeaderValue (io does not import outputs)
 
 # The allow-list: device, detector, geometry and exposure. Nothing that names or dates a person,
 # a study or a place (no StationName, InstitutionName, DeviceSerialNumber, UIDs, dates).
