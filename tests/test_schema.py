@@ -28,7 +28,8 @@ def record(**changes: object) -> dict[str, object]:
     image = {"source": "L_CC.png", "crop_window": [0, 10, 0, 8], "flipped": False,
              "orientation_from": "auto", "best_center": [5, 4],
              "distance_from_starting_side": 0, "predictions": None, "outputs": None,
-             "uids": None}
+             "uids": None, "header": {"Manufacturer": "ACME", "KVP": 28.0},
+             "image": {"rows": 10, "columns": 8, "tissue_mean": 0.25}}
     probs = {"left": {"benign": 0.1, "malignant": 0.3}, "right": {"benign": 0.2,
                                                                   "malignant": 0.4}}
     doc: dict[str, object] = {
@@ -39,16 +40,22 @@ def record(**changes: object) -> dict[str, object]:
         "outputs": None, "device": "cpu", "precision": "fp32", "seed": 0, "rng_mode": "exam",
         "tta": 2, "duration_s": 0.5, "weights": [{"name": "sample_image_model.p",
                                                   "sha256": "ab" * 32, "path": None}],
-        "mammocli_version": "0.1.0", "warnings": [], "skipped_files": [], "input": None}
+        "mammocli_version": "0.1.0", "warnings": [], "skipped_files": [], "input": None,
+        "header": {"Manufacturer": "ACME", "KVP": 28.0, "TissueMean": 0.25},
+        "site": {"site_created": "2025-01-02T03:04:05+00:00", "method": "logistic",
+                 "calibrated_malignant": {"left": 0.2, "right": 0.3, "exam": 0.3},
+                 "flags": [{"operating_point": "specificity 0.9", "level": "exam",
+                            "threshold": 0.35, "left": False, "right": True, "exam": True}]}}
     doc.update(changes)
     return doc
 
 
 def schema_1_0(doc: dict[str, object]) -> dict[str, object]:
     """The same record as mammocli 0.1 wrote it: schema 1.0, no family, no outputs."""
-    old = {k: v for k, v in doc.items() if k not in ("family", "outputs")}
+    old = {k: v for k, v in doc.items() if k not in ("family", "outputs", "header", "site")}
     old["schema_version"] = "1.0"
-    old["views"] = {view: [{k: v for k, v in image.items() if k != "outputs"}
+    old["views"] = {view: [{k: v for k, v in image.items()
+                            if k not in ("outputs", "header", "image")}
                            for image in images]
                     for view, images in doc["views"].items()}  # type: ignore[attr-defined]
     return old
