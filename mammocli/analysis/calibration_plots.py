@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from matplotlib.figure import Figure
 
 from .calibration import ReliabilityBin
-from .plots import _png
+from .curves import figure_png
 
 
 def reliability_png(curves: Mapping[str, list[ReliabilityBin]], title: str) -> bytes:
@@ -37,4 +37,4 @@ def reliability_png(curves: Mapping[str, list[ReliabilityBin]], title: str) -> b
     ax.legend(loc="upper left", fontsize="small")
     counts.set(xlabel="predicted probability", ylabel="cases", yscale="symlog")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from ..errors import ConfigError, InputError
-from ..outputs.schema import PredictionResult
+from ..outputs.schema import HeaderValue, PredictionResult
 from .tables import (
     BreastKey,
     Columns,
@@ -45,18 +45,31 @@ class ModelScores:
     source: str  # what was read: a column name or "results"
     failed: list[str] = field(default_factory=list)  # "file: exam <id> failed: <error>"
     warnings: list[str] = field(default_factory=list)
+    # per exam: the header fields and image statistics of its result (for --by-header)
+    headers: dict[str, dict[str, HeaderValue]] = field(default_factory=dict)
+    calibrated: bool = False  # malignant scores are the site file's calibrated probabilities
 
 
-def load_predictions(path: Path, columns: Columns) -> ModelScores:
+Score = Literal["auto", "raw", "calibrated"]
+
+
+def load_predictions(path: Path, columns: Columns, score: Score = "raw") -> ModelScores:
+    """`score`: which malignant probability of results to read: `raw` (the model's), or
+    `calibrated` (added by `predict --site`; every result must have it), or `auto`: calibrated
+    when every result has it, else raw. CSV predictions are read as they are."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in RESULT_SUFFIXES)
         if not files:
             raise InputError(f"{path}: no .json/.jsonl result files in this folder")
-        return _from_results(files, base=path)
+        return _from_results(files, path, score)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     if path.suffix.lower() in RESULT_SUFFIXES:
-        return _from_results([path], base=path.parent)
+        return _from_results([path], path.parent, score)
+    if score == "calibrated":
+        raise ConfigError(f"{path.name}: --score calibrated reads the result JSON of "
+                          "`mammocli predict --site`; a CSV holds one score",
+                          hint="give the results of predict --site, or --score raw")
     return _from_csv(read_csv(path), columns)
 
 
@@ -85,8 +98,11 @@ def _json_objects(path: Path) -> list[tuple[int, Any]]:
     return objects
 
 
-def _from_results(files: list[Path], base: Path) -> ModelScores:
+def _from_results(files: list[Path], base: Path, score: Score = "raw") -> ModelScores:
     malignant: dict[BreastKey, float] = {}
+    calibrated: dict[BreastKey, float] = {}
+    without_site: list[str] = []
+    headers: dict[str, dict[str, HeaderValue]] = {}
     benign: dict[BreastKey, float] = {}
     failed: list[str] = []
     where_seen: dict[str, str] = {}
@@ -110,9 +126,29 @@ def _from_results(files: list[Path], base: Path) -> ModelScores:
             for side, probs in (("L", p.left), ("R", p.right)):
                 malignant[(result.exam_id, side)] = probs.malignant
                 benign[(result.exam_id, side)] = probs.benign
+            if result.site is not None:
+                c = result.site.calibrated_malignant
+                calibrated[(result.exam_id, "L")] = c.left
+                calibrated[(result.exam_id, "R")] = c.right
+            else:
+                without_site.append(where)
+            if result.header:
+                headers[result.exam_id] = dict(result.header)
     if not malignant:
         raise InputError(f"{base}: no successful predictions in the result files")
-    return ModelScores(malignant, benign, "results", failed)
+    warnings: list[str] = []
+    if score == "calibrated" and without_site:
+        raise InputError(f"{without_site[0]}: no calibrated probabilities (and "
+                         f"{len(without_site) - 1} other result(s))",
+                         hint="run `mammocli predict --site site.json`, or use --score raw")
+    use_calibrated = score != "raw" and not without_site
+    if score == "auto" and calibrated and without_site:
+        warnings.append(f"{len(without_site)} of {len(where_seen)} results have no calibrated "
+                        "probabilities (predict --site): the raw ones are evaluated")
+    if use_calibrated:
+        return ModelScores(calibrated, benign, "results (calibrated by the site file)", failed,
+                           warnings, headers, calibrated=True)
+    return ModelScores(malignant, benign, "results", failed, warnings, headers)
 
 
 def _from_csv(table: CsvTable, columns: Columns) -> ModelScores:

@@ -97,6 +97,24 @@ class ReportInputs:
     sources: dict[str, str] = field(default_factory=dict)  # e.g. {"predictions": "run.jsonl"}
 
 
+def evaluation_cases(ev: Evaluated, ops: Sequence[OperatingPoint] = ()) -> list[ScoredCases]:
+    """The curves of an evaluation: each task at breast level, then at exam level (an exam's
+    score is its higher breast), resampled by exam; the malignant curves carry `ops`."""
+    cases = []
+    exams = [k[0] for k in ev.keys]
+    for task in ev.scores:
+        cases.append(ScoredCases(f"breast {task}", ev.labels[task], ev.scores[task], exams,
+                                 [o for o in ops if o.level == "breast"] if task == "malignant"
+                                 else ()))
+    exam_ids = sorted(set(exams))
+    for task in ev.scores:
+        ye, se = ev.exam_level(task)
+        cases.append(ScoredCases(f"exam {task}", ye, se, exam_ids,
+                                 [o for o in ops if o.level == "exam"] if task == "malignant"
+                                 else ()))
+    return cases
+
+
 def _evaluation_section(ev: Evaluated, ops: Sequence[OperatingPoint],
                         readers: Sequence[ReaderPoint]) -> str:
     r = ev.report
@@ -133,18 +151,7 @@ def _evaluation_section(ev: Evaluated, ops: Sequence[OperatingPoint],
               ("failed predictions", len(r.failed_predictions))]
     parts.append(_table("matching", ["", "exams"], [[_e(k), str(v)] for k, v in counts]))
     parts.append(_warnings([*r.warnings, *r.failed_predictions]))
-    cases = []
-    exams = [k[0] for k in ev.keys]
-    for task in ev.scores:
-        cases.append(ScoredCases(f"breast {task}", ev.labels[task], ev.scores[task], exams,
-                                 [o for o in ops if o.level == "breast"] if task == "malignant"
-                                 else ()))
-    exam_ids = sorted(set(exams))
-    for task in ev.scores:
-        ye, se = ev.exam_level(task)
-        cases.append(ScoredCases(f"exam {task}", ye, se, exam_ids,
-                                 [o for o in ops if o.level == "exam"] if task == "malignant"
-                                 else ()))
+    cases = evaluation_cases(ev, ops)
     summaries = [summarize(c, r.n_bootstrap, r.seed, r.ci_level) for c in cases]
     parts.append('<div class="figs">'
                  + _img(figure_png(roc_figure(summaries, "ROC", readers, r.ci_level)),

@@ -36,3 +36,14 @@ BootstrapOption = Annotated[int, typer.Option(
     "--n-bootstrap", min=0, help="Bootstrap resamples of exams (0: no CIs).")]
 BootstrapSeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
 TableQuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")]
+
+
+class ScoreChoice(str, Enum):
+    auto = "auto"
+    raw = "raw"
+    calibrated = "calibrated"
+
+
+ScoreOption = Annotated[ScoreChoice, typer.Option(
+    "--score", help="Result files: which malignant probability to read. auto: the calibrated "
+                    "one (predict --site) when every result has it, else raw.")]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from ..analysis.curves import roc_pr_pngs
 from ..analysis.evaluation import (
+    Evaluated,
     EvaluationReport,
     Subgroup,
     evaluate,
@@ -16,9 +19,11 @@ from ..analysis.evaluation import (
     report_csv,
 )
 from ..analysis.metrics import DEFAULT_RESAMPLES
-from ..analysis.plots import pr_png, roc_png
-from ..analysis.predictions import load_predictions
-from ..analysis.tables import read_labels
+from ..analysis.predictions import ModelScores, load_predictions
+from ..analysis.report import ReportInputs, evaluation_cases, write_report
+from ..analysis.shift import ShiftReport
+from ..analysis.site_evaluation import parse_fields, reliability, shift_by_header
+from ..analysis.tables import Columns, read_labels
 from ..console import cell, log
 from .columns import (
     BootstrapOption,
@@ -27,6 +32,8 @@ from .columns import (
     Format,
     LabelColumn,
     ModelColumn,
+    ScoreChoice,
+    ScoreOption,
     SideColumn,
     TableQuietOption,
     make_columns,
@@ -76,6 +83,16 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option(
             "-o", "--output", help="Write the result here instead of stdout.")] = None,
         fmt: Annotated[Format, typer.Option("--format")] = Format.json,
+        by_header: Annotated[list[str] | None, typer.Option(
+            "--by-header", help="Shift report by fields the results carry (comma-separated, "
+                                "repeatable), e.g. Manufacturer,ManufacturerModelName,KVP,"
+                                "PixelSpacing,ImageSize,TissueMean: per subgroup AUROC with "
+                                "CIs, score distributions, warnings.")] = None,
+        report: Annotated[Path | None, typer.Option(
+            "--report", dir_okay=False, help="Write one self-contained HTML report (tables, "
+                                             "ROC, PR, reliability, subgroup forest plot).")
+        ] = None,
+        score: ScoreOption = ScoreChoice.auto,
         overwrite: Annotated[bool, typer.Option(
             "--overwrite", help="Replace existing output files.")] = False,
         exam_column: ExamColumn = None,
@@ -89,10 +106,12 @@ def register(app: typer.Typer) -> None:
         """Evaluate predictions against labels: AUCs with bootstrap CIs, curves, subgroups."""
         check_output(output, overwrite)
         check_output(metarepo_csv, overwrite, "--metarepo-csv")
+        check_output(report, overwrite, "--report")
         check_output_folder(plots, ["roc.png", "pr.png"], overwrite, "--plots")
         columns = make_columns(exam_column, side_column, label_column, model_column)
         groups = [Subgroup.parse(b) for b in by or []]
-        preds = load_predictions(predictions, columns)
+        fields = parse_fields(by_header or [])
+        preds = load_predictions(predictions, columns, score.value)
         label_table = read_labels(labels, columns)
         ev = evaluate(preds, label_table, threshold, groups, n_bootstrap, seed)
         r = ev.report
@@ -103,12 +122,55 @@ def register(app: typer.Typer) -> None:
         if r.labelled_exams_without_predictions:
             log.warning("%d labelled exams have no predictions",
                         len(r.labelled_exams_without_predictions))
+        shift = shift_by_header(ev, preds, fields) if fields else None
         if plots is not None:
-            curves = ev.curves()
-            write_file(plots / "roc.png", roc_png(curves, "ROC"))
-            write_file(plots / "pr.png", pr_png(curves, "precision-recall"))
+            roc, pr = roc_pr_pngs(evaluation_cases(ev), (), n_bootstrap, seed, r.ci_level)
+            write_file(plots / "roc.png", roc)
+            write_file(plots / "pr.png", pr)
         if metarepo_csv is not None:
             write_file(metarepo_csv, metarepo_breast_csv(ev))
+        if report is not None:
+            _write_report(report, ev, preds, predictions, labels, shift, columns, seed)
         if not quiet:
             print_wide(report_table(r))
-        emit(report_csv(r) if fmt is Format.csv else r.model_dump_json(indent=2), output)
+            if shift is not None:
+                print_wide(shift_table(shift))
+        if shift is not None:
+            for w in shift.warnings:
+                log.warning(w)
+        if fmt is Format.csv:
+            emit(report_csv(r), output)
+            return
+        doc = json.loads(r.model_dump_json())
+        if shift is not None:
+            doc["shift"] = json.loads(shift.model_dump_json())
+        emit(json.dumps(doc, indent=2), output)
+
+
+def _write_report(path: Path, ev: Evaluated, preds: ModelScores, predictions: Path,
+                  labels: Path, shift: ShiftReport | None, columns: Columns, seed: int) -> None:
+    raw = load_predictions(predictions, columns, "raw") if preds.calibrated else None
+    calibration, why = reliability(ev, raw, preds.calibrated, seed=seed)
+    if why is not None:
+        log.warning(why)
+    write_report(path, ReportInputs(
+        evaluation=ev, calibration=calibration, shift=shift,
+        sources={"predictions": predictions.name, "labels": labels.name,
+                 "scores": preds.source}))
+
+
+def shift_table(s: ShiftReport) -> Table:
+    table = Table(title=f"shift report: {s.n} exams, {s.n_positive} malignant, AUROC "
+                        f"{_fmt(s.auroc)} ({s.ci_level:.0%} CI); subgroups against the rest")
+    for col in ("subgroup", "exams", "malignant", "AUROC", "non-malignant scores median (IQR)",
+                "flag"):
+        table.add_column(col, justify="left" if col == "subgroup" else "right")
+    for g in s.subgroups:
+        ns = g.negative_scores
+        flag = ", ".join(w for w, on in (("AUROC", g.auroc_differs),
+                                         ("scores", g.scores_differ)) if on)
+        table.add_row(cell(f"{g.column}={g.value}"), str(g.n), str(g.n_positive),
+                      _fmt(g.auroc) if g.auroc else "-",
+                      "-" if ns is None else f"{ns.median:.3g} ({ns.q25:.3g}-{ns.q75:.3g})",
+                      flag or cell(g.note or ""))
+    return table
