@@ -73,6 +73,11 @@ def test_predict_with_a_site_file_adds_the_calibration_applied_by_hand(
     assert plain.exit_code == 0, plain.stderr
     first = PredictionResult.model_validate_json(plain.stdout)
     assert first.site is None
+    # a PNG exam has no header: image size and tissue mean only
+    assert all(i.header is None for v in first.views.values() for i in v)
+    assert first.header is not None and set(first.header) == {
+        "Rows", "Columns", "ImageSize", "TissueMean"}
+    assert first.header["ImageSize"] == "400x300"
     site_path = _site_for(first, tmp_path)
 
     out = runner.invoke(app, ["predict", str(exam), *run_args, "--site", str(site_path)])

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import ConfigError, InputError
 from ..vocabulary import SCHEMA_VERSION
 from . import metrics
+from .curves import ScoredCases, reader_points, roc_pr_pngs
 from .metrics import Estimate
 from .predictions import ModelScores
 from .tables import (
@@ -376,3 +377,27 @@ def hybrid_report(scores: ReaderScores, model: ModelScores, labels: Labels | Non
         failed_predictions=model.failed, warnings=warnings, metrics=result_metrics,
         sweep=points, breasts=rows,
     )
+
+
+def hybrid_pngs(scores: ReaderScores, model: ModelScores, labels: Labels | None = None, *,
+                n_bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0
+                ) -> tuple[bytes, bytes]:
+    """`hybrid --plots`: the model's exam-level ROC and PR curves (AUC with CI, bootstrap band)
+    with each reader as a point beside them (an exam recalled when the reader gave either breast
+    any suspicion, score above 0), as in Wu et al. 2019, figure 4."""
+    m = match(scores, model, labels)
+    if m.labels is None:
+        raise ConfigError("--plots needs labels (--labels, or a label column of the scores)")
+    exams = sorted(set(m.exams))
+    index = {e: i for i, e in enumerate(exams)}
+    y = np.zeros(len(exams), dtype=np.int64)
+    s = np.full(len(exams), -np.inf)
+    r = np.full((len(exams), len(m.readers)), -np.inf)
+    for i, k in enumerate(m.keys):
+        j = index[k[0]]
+        y[j] = max(y[j], int(m.labels[i]))
+        s[j] = max(s[j], float(m.model[i]))
+        r[j] = np.maximum(r[j], m.reader_scores[i])
+    readers = reader_points(y, r, m.readers)
+    return roc_pr_pngs([ScoredCases("model, exam level", y, s, exams)], readers, n_bootstrap,
+                       seed, title="exam level")

@@ -15,6 +15,7 @@ from ..analysis.hybrid import (
     SweepPoint,
     breasts_csv,
     check_weight,
+    hybrid_pngs,
     hybrid_report,
     read_reader_scores,
 )
@@ -29,12 +30,14 @@ from .columns import (
     Format,
     LabelColumn,
     ModelColumn,
+    ScoreChoice,
+    ScoreOption,
     SideColumn,
     TableQuietOption,
     make_columns,
 )
 from .common import handle_errors
-from .output import check_output, emit
+from .output import check_output, check_output_folder, emit, write_file
 
 _WIDE = 150
 
@@ -115,6 +118,11 @@ def register(app: typer.Typer) -> None:
             "--reader-column", help="Long layout: the reader name column.")] = "reader",
         score_column: Annotated[str, typer.Option(
             "--score-column", help="Long layout: the reader score column.")] = "score",
+        plots: Annotated[Path | None, typer.Option(
+            "--plots", file_okay=False, help="Write the model's ROC and PR curves (exam "
+                                             "level) with each reader as a point (PNG).")
+        ] = None,
+        score: ScoreOption = ScoreChoice.auto,
         n_bootstrap: BootstrapOption = DEFAULT_RESAMPLES,
         seed: BootstrapSeedOption = 0,
         quiet: TableQuietOption = False,
@@ -122,16 +130,21 @@ def register(app: typer.Typer) -> None:
         """Hybrid reader + model: w * radiologist + (1 - w) * model per reader, with AUCs."""
         check_weight(weight)
         check_output(output, overwrite)
+        check_output_folder(plots, ["roc.png", "pr.png"], overwrite, "--plots")
         columns = make_columns(exam_column, side_column, label_column, model_column,
                                reader_columns, reader_column, score_column)
         scores = read_reader_scores(radiologist_scores, columns)
-        model = load_predictions(predictions, columns)
+        model = load_predictions(predictions, columns, score.value)
         label_table = read_labels(labels, columns) if labels is not None else None
         report = hybrid_report(scores, model, label_table, weight=weight,
                                n_bootstrap=n_bootstrap, seed=seed,
                                sweep_step=sweep_step if do_sweep else None)
         for w in report.warnings + report.failed_predictions:
             log.warning(w)
+        if plots is not None:
+            roc, pr = hybrid_pngs(scores, model, label_table, n_bootstrap=n_bootstrap, seed=seed)
+            write_file(plots / "roc.png", roc)
+            write_file(plots / "pr.png", pr)
         if report.metrics is not None and not quiet:
             print_wide(metrics_table(report.metrics, weight))
         if report.sweep is not None and not quiet:
