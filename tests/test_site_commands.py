@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import write_exam as write_dicom_exam
 from PIL import Image
 from typer.testing import CliRunner
 
-from dicom_factory import write_exam as write_dicom_exam
 from mammocli.analysis.hybrid import read_reader_scores
 from mammocli.analysis.predictions import load_predictions
 from mammocli.cli.app import app

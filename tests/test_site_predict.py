@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mammocli.analysis.operating_points import Target
-from mammocli.analysis.site import ModelIdentity, WeightRef, build_site, load_site, match
 from mammocli.analysis.predictions import load_predictions
+from mammocli.analysis.site import ModelIdentity, WeightRef, build_site, load_site, match
 from mammocli.analysis.tables import read_labels
 from mammocli.cli.app import app
 from mammocli.cli.columns import make_columns
