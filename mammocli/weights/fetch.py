@@ -217,23 +217,29 @@ def resolve_weights(name: str, *, weights_dir: Path | None = None, progress: boo
     """The local path of weights `name` (canonical file name, alias, or a user-registered name).
 
     With `weights_dir`: the file under its official name in that folder, not hash-checked (users
-    may point at their own trained or test weights). Otherwise the verified file in the cache,
-    downloaded on first use; user-registered weights are checked against their recorded SHA-256.
+    may point at their own trained or test weights); a file the folder lacks (a training export
+    holds only the model it trained) comes from the cache as without it. Otherwise the verified
+    file in the cache, downloaded on first use; user-registered weights are checked against
+    their recorded SHA-256. The result's `weights` list records each file's path and SHA-256.
     """
     registry = registry or load_registry()
     if weights_dir is not None:
+        weights_dir = Path(weights_dir)
+        if not weights_dir.is_dir():
+            raise WeightsError(
+                f"--weights-dir {weights_dir} is not a folder",
+                hint="give the folder that holds the weight files (e.g. a training run's "
+                     "export/), or leave --weights-dir out to use the verified cache")
         try:
             file_name = registry.weight(name).name
         except WeightsError:
             file_name = name  # not an official name: take it as the file name
-        path = Path(weights_dir) / file_name
-        if not path.is_file():
-            raise WeightsError(
-                f"weights file {file_name} not found in {weights_dir}",
-                hint="--weights-dir must hold the files under their official names "
-                     f"({', '.join(e.name for e in registry.weights)})",
-            )
-        return path
+        path = weights_dir / file_name
+        if path.is_file():
+            return path
+        # A training export holds only the model it trained: the rest comes from the cache.
+        log.info("%s is not in --weights-dir %s; using the verified official file", file_name,
+                 weights_dir)
     settings = load_settings()
     user = find_user_weights(name, settings)
     if user is not None:
