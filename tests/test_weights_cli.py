@@ -155,3 +155,20 @@ def test_list_when_not_a_terminal_is_plain_and_never_cut(tmp_path: Path) -> None
     assert rows["mine[/]"][5] == str(deep.resolve())
     assert "…" not in result.stderr
     assert all(len(fields) == 7 for fields in rows.values())
+
+
+def test_verify_with_nothing_cached_fails_and_says_what_to_do(mirror: Mirror) -> None:
+    result = runner.invoke(app, ["weights", "verify"])
+    assert result.exit_code == 4  # the documented weights exit code, never 0
+    assert all(r["cached"] is False for r in json.loads(result.stdout))  # status still given
+    message = " ".join(result.stderr.split())
+    assert "nothing to verify" in message and "mammocli weights download" in message
+    assert "mammocli weights import" in message and "mammocli weights help" in message
+    # A file named but not cached is not "verified" either, even when others are.
+    (cache_dir()).mkdir(parents=True, exist_ok=True)
+    (cache_dir() / PATCH).write_bytes(mirror.files[PATCH])
+    named = runner.invoke(app, ["weights", "verify", "patch", "view-image"])
+    assert named.exit_code == 4
+    assert "not cached, so not verified: sample_image_model.p" in " ".join(named.stderr.split())
+    assert runner.invoke(app, ["weights", "verify", "patch"]).exit_code == 0
+    assert runner.invoke(app, ["weights", "verify"]).exit_code == 0  # something was checked

@@ -18,7 +18,7 @@ from werkzeug import Request, Response
 
 from mammocli import console
 from mammocli.cli.app import app
-from mammocli.errors import DownloadError, WeightsError
+from mammocli.errors import DownloadError
 from mammocli.weights import resolve_weights, sha256_file, weights_used
 
 PATCH = "sample_patch_model.p"
@@ -141,9 +141,42 @@ def test_weights_dir_takes_official_name_without_hash_check(tmp_path: Path,
     folder.mkdir()
     (folder / PATCH).write_bytes(b"my own trained weights")
     assert resolve_weights("patch", weights_dir=folder) == folder / PATCH
-    with pytest.raises(WeightsError, match="sample_image_model.p not found"):
-        resolve_weights("view-image", weights_dir=folder)
     assert len(mirror.server.log) == 0
+    # A file the folder lacks (a training export holds only its model) comes from the cache.
+    mirror.serve("sample_image_model.p")
+    image = resolve_weights("view-image", weights_dir=folder, progress=False)
+    assert image == cache_dir() / "sample_image_model.p"
+    assert image.read_bytes() == mirror.files["sample_image_model.p"]
+    assert mirror.requests_for(PATCH) == 0
+
+
+def _ways_out(text: str, guide: bool = True) -> None:
+    text = " ".join(text.split())
+    for way in ("--weights-dir", "MAMMOCLI_WEIGHTS_URL", "MAMMOCLI_OFFLINE=1",
+                "mammocli weights import", *(["mammocli weights help"] if guide else [])):
+        assert way in text, way
+
+
+def test_download_failures_name_every_way_out(tmp_path: Path, mirror: Mirror,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror.server.expect_request(mirror.uri(PATCH)).respond_with_data("gone", status=404)
+    with pytest.raises(DownloadError, match="HTTP 404") as missing:
+        resolve_weights("patch", progress=False)
+    _ways_out(missing.value.hint or "")
+    mirror.server.expect_request(mirror.uri("sample_image_model.p")).respond_with_data(
+        "busy", status=503)
+    with pytest.raises(DownloadError, match="after 3 attempts") as busy:
+        resolve_weights("view-image", progress=False)
+    _ways_out(busy.value.hint or "")
+    monkeypatch.setenv("MAMMOCLI_WEIGHTS_URL", (tmp_path / "no-mirror").as_uri() + "/")
+    with pytest.raises(DownloadError, match="does not exist") as no_file:
+        resolve_weights("patch", progress=False)
+    _ways_out(no_file.value.hint or "")
+    # The command the hints point to prints the guide from the installed package.
+    guide = CliRunner().invoke(app, ["weights", "help"])
+    assert guide.exit_code == 0
+    _ways_out(guide.stdout, guide=False)
+    assert "mammocli weights download" in guide.stdout and "file:///" in guide.stdout
 
 
 def test_progress_bar_goes_to_stderr_console(mirror: Mirror,
@@ -186,6 +219,41 @@ def test_sample_download_makes_exam_folders(mirror: Mirror) -> None:
     again = CliRunner().invoke(app, ["sample", "download", "-q"])
     assert again.exit_code == 0
     assert len(mirror.server.log) == len(mirror.samples)  # second run: all from the cache
+
+
+def test_failed_sample_download_leaves_no_folder_behind(mirror: Mirror) -> None:
+    names = list(mirror.samples)
+    for name in names[:-1]:  # all but the last: that one fails (HTTP 404)
+        mirror.server.expect_request(f"/sample_data/images/{name}").respond_with_data(
+            mirror.samples[name])
+    mirror.server.expect_request(f"/sample_data/images/{names[-1]}").respond_with_data(
+        "no", status=404)
+    result = CliRunner().invoke(app, ["sample", "download", "-q"])
+    assert result.exit_code == 4 and "HTTP 404" in result.stderr
+    assert not (Path(os.environ["MAMMOCLI_CACHE_DIR"]) / "samples").exists()
+
+
+def test_failed_sample_download_keeps_what_was_there(tmp_path: Path, mirror: Mirror) -> None:
+    names = list(mirror.samples)
+    for name in names[:-1]:
+        mirror.server.expect_request(f"/sample_data/images/{name}").respond_with_data(
+            mirror.samples[name])
+    mirror.server.expect_request(f"/sample_data/images/{names[-1]}").respond_with_data(
+        "no", status=404)
+    dest = tmp_path / "mine"
+    first = dest / f"exam_{names[0][0]}"
+    first.mkdir(parents=True)
+    (first / "notes.txt").write_text("my notes")
+    (first / names[0]).write_bytes(mirror.samples[names[0]])  # verified, there before
+    before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
+    result = CliRunner().invoke(app, ["sample", "download", "-q", "--dest", str(dest)])
+    assert result.exit_code == 4
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before
+    assert (first / "notes.txt").read_text() == "my notes"
+    nested = tmp_path / "new" / "deeper"
+    assert CliRunner().invoke(app, ["sample", "download", "-q", "--dest", str(nested)]
+                              ).exit_code == 4
+    assert not (tmp_path / "new").exists()  # the folders it made for --dest too
 
 
 def test_info_reports_weights_without_downloading(mirror: Mirror) -> None:

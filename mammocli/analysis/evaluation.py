@@ -136,8 +136,12 @@ def _exam_level(keys: list[BreastKey], y: NDArray[np.int64], s: NDArray[np.float
 
 def _level(y: NDArray[np.int64], s: NDArray[np.float64], groups: list[str],
            thresholds: list[float], n_bootstrap: int, seed: int, level: float,
-           what: str) -> LevelMetrics:
+           what: str, warnings: list[str]) -> LevelMetrics:
     draws = metrics.bootstrap(y, s, groups, n_bootstrap, seed) if n_bootstrap > 0 else None
+    warning = metrics.ci_size_warning(what, y, groups, draws.skipped if draws else 0,
+                                      n_bootstrap, level)
+    if warning is not None:
+        warnings.append(warning)
     return LevelMetrics(
         n=len(y), n_positive=int(y.sum()),
         auroc=metrics.estimate(metrics.auroc(y, s, what), draws.auroc[:, 0] if draws else None,
@@ -169,13 +173,14 @@ def evaluate(preds: ModelScores, labels: Labels, thresholds: list[float] | None 
         scores["benign"] = np.array([preds.benign[k] for k in keys])
         ys["benign"] = np.array([labels.benign[k] for k in keys], dtype=np.int64)
     exams = [k[0] for k in keys]
+    warnings = list(preds.warnings)  # and one per level or subgroup too small for its CIs
     breast = {t: _level(ys[t], scores[t], exams, thresholds, n_bootstrap, seed, level,
-                        f"breast-level {t} labels") for t in scores}
+                        f"breast-level {t} labels", warnings) for t in scores}
     exam: dict[str, LevelMetrics] = {}
     for t in scores:
         ye, se = _exam_level(keys, ys[t], scores[t])
         exam[t] = _level(ye, se, sorted(common), thresholds, n_bootstrap, seed, level,
-                         f"exam-level {t} labels")
+                         f"exam-level {t} labels", warnings)
     rows: list[SubgroupRow] = []
     for group in by or []:
         if not any(group.column in a for a in labels.attributes.values()):
@@ -184,12 +189,12 @@ def evaluate(preds: ModelScores, labels: Labels, thresholds: list[float] | None 
         for value in sorted(set(values)):
             idx = np.array([i for i, v in enumerate(values) if v == value])
             rows.append(_subgroup(group.column, value, idx, keys, ys["malignant"],
-                                  scores["malignant"], n_bootstrap, seed, level))
+                                  scores["malignant"], n_bootstrap, seed, level, warnings))
     report = EvaluationReport(
         model_source=preds.source, n_bootstrap=n_bootstrap, seed=seed, ci_level=level,
         unlabelled_prediction_exams=sorted(pred_exams - common),
         labelled_exams_without_predictions=sorted(label_exams - common),
-        failed_predictions=preds.failed, warnings=preds.warnings,
+        failed_predictions=preds.failed, warnings=warnings,
         breast_level=breast, exam_level=exam, subgroups=rows,
     )
     return Evaluated(keys, scores, ys, report)
@@ -197,7 +202,7 @@ def evaluate(preds: ModelScores, labels: Labels, thresholds: list[float] | None 
 
 def _subgroup(column: str, value: str, idx: NDArray[np.intp], keys: list[BreastKey],
               y: NDArray[np.int64], s: NDArray[np.float64], n_bootstrap: int, seed: int,
-              level: float) -> SubgroupRow:
+              level: float, warnings: list[str]) -> SubgroupRow:
     ys, ss = y[idx], s[idx]
     n_pos = int(ys.sum())
     if n_pos in (0, len(idx)):
@@ -209,6 +214,10 @@ def _subgroup(column: str, value: str, idx: NDArray[np.intp], keys: list[BreastK
     if len(set(sizes.values())) > 1:
         groups = [f"{keys[i][0]}/{keys[i][1]}" for i in idx]
     draws = metrics.bootstrap(ys, ss, groups, n_bootstrap, seed) if n_bootstrap > 0 else None
+    warning = metrics.ci_size_warning(f"subgroup {column}={value}", ys, groups,
+                                      draws.skipped if draws else 0, n_bootstrap, level)
+    if warning is not None:
+        warnings.append(warning)
     return SubgroupRow(
         column=column, value=value, n_breasts=len(idx), n_positive=n_pos,
         auroc=metrics.estimate(metrics.auroc(ys, ss), draws.auroc[:, 0] if draws else None, level),

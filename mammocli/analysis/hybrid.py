@@ -368,6 +368,12 @@ def hybrid_report(scores: ReaderScores, model: ModelScores, labels: Labels | Non
         warnings.append(f"{len(matched.predictions_only)} predicted exams have no reader scores")
     result_metrics = (hybrid_metrics(matched, weight, n_bootstrap, seed)
                       if matched.labels is not None else None)
+    if result_metrics is not None and matched.labels is not None:
+        small = metrics.ci_size_warning("hybrid metrics", matched.labels, matched.exams,
+                                        result_metrics.resamples_skipped, n_bootstrap,
+                                        result_metrics.ci_level)
+        if small is not None:
+            warnings.append(small)
     points = sweep(matched, sweep_weights(sweep_step)) if sweep_step is not None else None
     rows = breast_rows(matched, weight)
     return HybridReport(

@@ -191,6 +191,30 @@ def bootstrap(y: NDArray[np.integer], scores: FloatArray,
                           skipped=int((~valid).sum()))
 
 
+# Fewer exams of a class than this and a bootstrap CI means little (with 10 positive exams a
+# resample misses them all with probability ~ e^-10: practically no resamples skipped).
+MIN_EXAMS_PER_CLASS = 10
+
+
+def ci_size_warning(what: str, y: NDArray[np.integer], groups: Sequence[object] | NDArray[Any],
+                    skipped: int, n_resamples: int, level: float = DEFAULT_CI_LEVEL
+                    ) -> str | None:
+    """A warning when the set is too small for its bootstrap CIs (None when it is not, or when
+    no CIs were computed). `groups`: the exam of each row, as given to `bootstrap`."""
+    if n_resamples <= 0:
+        return None
+    y = np.asarray(y)
+    exams = np.asarray(groups)
+    positive = len(np.unique(exams[y == 1]))
+    negative = len(np.unique(exams[y == 0]))
+    if skipped == 0 and min(positive, negative) >= MIN_EXAMS_PER_CLASS:
+        return None
+    return (f"{what}: too few exams for the {level:.0%} CIs ({positive} with a positive and "
+            f"{negative} with a negative label; {skipped} of {n_resamples} resamples held one "
+            f"class only and were skipped); CIs need at least {MIN_EXAMS_PER_CLASS} exams of "
+            "each class")
+
+
 def percentile_ci(draws: FloatArray, level: float = DEFAULT_CI_LEVEL
                   ) -> tuple[float | None, float | None]:
     """Percentile interval of 1-D draws; (None, None) when there are none."""

@@ -52,6 +52,7 @@ from ..vocabulary import (
     family_of,
     parse_variant,
 )
+from ..weights.card import with_trained_sizes
 from ..weights.overrides import WEIGHTS_HELP, parse_weight_overrides, weights_locator
 from .common import handle_errors, report_error
 
@@ -282,6 +283,8 @@ def register(app: typer.Typer) -> None:
         tune_allocator()
         configure_threads(threads)
         config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
+        config = with_trained_sizes(config, pipeline_config, weights_dir,
+                                    parse_weight_overrides(weights))
         chosen = choose_variants(model, variants, gmic_models)
         if save_heatmaps is not None and family_of(model) is Family.GMIC:
             raise ConfigError("--save-heatmaps is for the DMV-CNN models for now",
@@ -375,6 +378,8 @@ def register(app: typer.Typer) -> None:
         tune_allocator()
         configure_threads(threads)
         config = load_pipeline_config(pipeline_config, seed=seed, rng_mode=rng_stream)
+        config = with_trained_sizes(config, pipeline_config, weights_dir,
+                                    parse_weight_overrides(weights))
         planned = _planned(discover_exams(path), path)
         heat = HeatmapFolders(output, "-o", overwrite=overwrite, resume=False)
         heat.plan(planned)

@@ -1,4 +1,4 @@
-"""`mammocli weights ...`: list, download, verify, path, import, remove, register.
+"""`mammocli weights ...`: list, download, verify, path, import, remove, register, help.
 
 Results (JSON) go to stdout; tables, progress and messages to stderr.
 """
@@ -15,6 +15,7 @@ from rich.table import Table
 from ..console import cell, say, stderr
 from ..errors import WeightsError
 from ..weights import cache, fetch, store
+from ..weights.guide import GUIDE, GUIDE_COMMAND
 from ..weights.registry import Entry, Registry, load_registry
 from .common import handle_errors, write_stdout
 
@@ -111,7 +112,8 @@ def verify(
         list[str] | None, typer.Argument(help="Names or aliases (default: all).")
     ] = None,
 ) -> None:
-    """Re-hash the cached files and registered user weights; exit 4 if any fails."""
+    """Re-hash the cached files and registered user weights. Exit 4 if any fails, if a file
+    named is not cached, or if nothing is cached at all (the JSON on stdout lists each file)."""
     registry = load_registry()
     users = store.user_weights()
     official = [n for n in names or [] if n not in users]
@@ -121,6 +123,7 @@ def verify(
     for r in rows:
         state = "not cached" if not r.cached else "ok" if r.verified else "FAILED"
         say(f"{state:10} {r.name}")
+    checked = sum(r.cached for r in rows)  # files actually hashed
     for user in users.values():
         if names and user.name not in names:
             continue
@@ -132,6 +135,7 @@ def verify(
             ok = False
         report.append({**store.as_dict(user), "verified": ok})
         say(f"{'ok' if ok else 'FAILED':10} {user.name} (user)")
+        checked += 1
         if not ok:
             bad.append(user.name)
     _json(report)
@@ -139,6 +143,26 @@ def verify(
         raise WeightsError(f"verification failed: {', '.join(bad)}",
                            hint="remove and download again: mammocli weights remove NAME && "
                                 "mammocli weights download NAME")
+    missing = [r.name for r in rows if not r.cached]
+    if names and missing:
+        raise WeightsError(f"not cached, so not verified: {', '.join(missing)}",
+                           hint=f"fetch them with `mammocli weights download "
+                                f"{' '.join(missing)}`, or import copies with `mammocli weights "
+                                f"import FILE...` (offline: `{GUIDE_COMMAND}`)")
+    if not checked:
+        raise WeightsError(
+            f"nothing to verify: no weights are cached in {cache.weights_cache_dir()} and none "
+            "are registered",
+            hint=f"fetch them with `mammocli weights download` (or one family: `mammocli "
+                 f"weights download dmv-cnn`), or import copies with `mammocli weights import "
+                 f"FILE...`; offline: `{GUIDE_COMMAND}`")
+
+
+@weights_app.command("help")
+def help_() -> None:
+    """How to get the weights without the internet: --weights-dir, a mirror
+    (MAMMOCLI_WEIGHTS_URL), `weights import` + MAMMOCLI_OFFLINE, a prepared cache."""
+    write_stdout(GUIDE)
 
 
 @weights_app.command("path")

@@ -24,10 +24,11 @@ from ..hashing import sha256_file
 from ..models.loading import load_strict
 from ..outputs.files import atomic_write_bytes, atomic_write_text
 from ..vocabulary import PATCH_WEIGHTS
+from ..weights.card import MODEL_CARD
 from .config import Task, TrainConfig
 from .tasks import new_model, official_name
 
-CARD = "model_card.json"
+CARD = MODEL_CARD  # predict reads the pipeline sizes back from it (weights/card.py)
 
 
 def export(model: nn.Module, config: TrainConfig, folder: Path, *, metrics: dict[str, Any],

@@ -111,10 +111,35 @@ def evaluate(model: nn.Module, spec: TaskSpec, loader: DataLoader[Any],
             targets.append(t.cpu().numpy())
     model.train(was_training)
     per_label = auroc(np.concatenate(scores), np.concatenate(targets), spec.metric_names)
-    defined = [v for v in per_label.values() if v is not None]
+    scored = [name for name, v in per_label.items() if v is not None]
     n = sum(len(t) for t in targets)
-    return {"val_loss": sum(losses) / max(1, n), "auroc": per_label,
-            "mean_auroc": float(np.mean(defined)) if defined else None}
+    # The mean only over every label: a mean over the scored ones alone would rank epochs by
+    # one label when the validation set holds one class of another.
+    complete = bool(scored) and len(scored) == len(per_label)
+    return {"val_loss": sum(losses) / max(1, n), "auroc": per_label, "auroc_scored": scored,
+            "mean_auroc": float(np.mean([per_label[k] for k in scored])) if complete else None}
+
+
+def monitor_value(record: dict[str, Any], monitor: str) -> tuple[float, str]:
+    """The value that ranks epochs for best.pt (higher is better) and the metric it is: the
+    monitored one, or minus the validation loss where that is undefined."""
+    value = record.get(monitor)
+    if value is None:
+        return -float(record["val_loss"]), "val_loss"
+    return float(value), monitor
+
+
+def undefined_auroc_warning(record: dict[str, Any], monitor: str) -> str | None:
+    """Why best.pt is not chosen by the monitored AUROC, naming the labels scored."""
+    per_label: dict[str, float | None] = record.get("auroc") or {}
+    missing = [name for name, v in per_label.items() if v is None]
+    if not missing or record.get(monitor) is not None:
+        return None
+    scored = [name for name, v in per_label.items() if v is not None]
+    return (f"validation AUROC is undefined for {', '.join(missing)} (the validation set holds "
+            f"one class only); scored: {', '.join(scored) or 'none'}. {monitor} is not computed "
+            "from the scored label(s) alone, so best.pt is chosen by the validation loss; add "
+            "validation cases of both classes of each label")
 
 
 def _autocast(config: TrainConfig, device: torch.device) -> AbstractContextManager[Any]:
@@ -162,6 +187,7 @@ class Trainer:
         self.device = distributed.device_for(self.info, select_device(config.device))
         self.out = Path(config.output_dir)
         self.spec = TaskSpec(config)
+        self._warned_auroc = False
 
     # ---------------------------------------------------------------- setup
     def _prepare(self) -> Datasets:
@@ -317,18 +343,23 @@ class Trainer:
             # Validation on rank 0 only: it is small next to training, and needs no gathering.
             record.update(evaluate(model, self.spec, val_loader, self.device))
             record["seconds"] = round(time.perf_counter() - started, 3)
+            record["best_by"] = monitor_value(record, self.config.monitor)[1]
             with (self.out / METRICS_LOG).open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            warning = undefined_auroc_warning(record, self.config.monitor)
+            if warning is not None and not self._warned_auroc:  # once: same set every epoch
+                log.warning("%s", warning)
+                self._warned_auroc = True
             auc = record["mean_auroc"]
+            scored = ", ".join(f"{k} {v:.3f}" for k, v in record["auroc"].items()
+                               if v is not None)
             log.info("epoch %d: train loss %.4f, val loss %.4f, mean AUROC %s", pos.epoch + 1,
-                     train_loss, record["val_loss"], "n/a" if auc is None else f"{auc:.3f}")
+                     train_loss, record["val_loss"],
+                     f"{auc:.3f}" if auc is not None else f"n/a (scored: {scored or 'none'})")
         return record
 
     def _improved(self, record: dict[str, Any], pos: Position) -> bool:
-        key = self.config.monitor
-        value = record.get(key)
-        if value is None:  # AUROC undefined: fall back to the validation loss
-            value = -record["val_loss"]
+        value, _ = monitor_value(record, self.config.monitor)  # AUROC undefined: the val loss
         if pos.best is None or value > pos.best:
             pos.best, pos.best_epoch = float(value), pos.epoch + 1
             return True
@@ -343,6 +374,10 @@ class Trainer:
             best = checkpoint.load_best(best_path)
             model.load_state_dict(best["model"])
             metrics["best_metrics"] = best["metrics"]
+            # Which metric really chose it (val_loss where an AUROC was undefined), and over
+            # which labels the AUROC was scored.
+            metrics["best_by"] = best["metrics"].get("best_by", self.config.monitor)
+            metrics["auroc_scored"] = best["metrics"].get("auroc_scored")
         return export(model, self.config, self.out / "export", metrics=metrics, data=data.card,
                       init_source=init_source, patch_weights=data.patch_weights)
 

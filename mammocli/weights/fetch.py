@@ -36,6 +36,7 @@ from ..outputs.weights_used import WeightsUsed
 from ..reporting import Tracker, log, track
 from ..settings import Settings, load_settings
 from .cache import sample_path, samples_cache_dir, weights_cache_dir
+from .guide import GUIDE_COMMAND, WAYS_OUT
 from .registry import Entry, Registry, load_registry, verification_problem
 from .store import find_user_weights, verify_user_weights
 
@@ -97,8 +98,7 @@ class GitBlobDownloader:
                     raise DownloadError(
                         f"could not download {self.entry.name} from {url} after "
                         f"{attempt + 1} attempts: {exc}",
-                        hint="check the network or proxy (HTTPS_PROXY), or copy the file from "
-                             "another machine and run `mammocli weights import FILE`",
+                        hint=f"check the network or proxy (HTTPS_PROXY); {WAYS_OUT}",
                     ) from None
                 wait = min(self.retry.backoff * 2**attempt, _MAX_WAIT)
                 log.info("download of %s failed (%s); retrying in %.2f s", self.entry.name, exc,
@@ -113,7 +113,7 @@ def _stream(url: str, tmp: Path, timeout: float, bar: Tracker | None) -> None:
         source = Path(unquote(parsed.path))
         if not source.is_file():
             raise DownloadError(f"{source} does not exist (from {url})",
-                                hint="check MAMMOCLI_WEIGHTS_URL")
+                                hint=f"check MAMMOCLI_WEIGHTS_URL; {WAYS_OUT}")
         shutil.copyfile(source, tmp)
         return
     headers = {"User-Agent": f"mammocli/{__version__}",
@@ -126,13 +126,15 @@ def _stream(url: str, tmp: Path, timeout: float, bar: Tracker | None) -> None:
                 raise DownloadError(
                     f"{url} does not exist (HTTP {resp.status_code})",
                     hint="check MAMMOCLI_WEIGHTS_URL: a mirror must keep the paths of the "
-                         "authors' repository (models/<file>, sample_data/images/<file>)",
+                         "authors' repository (models/<file>, sample_data/images/<file>); "
+                         f"{WAYS_OUT}",
                 )
             if resp.status_code in _TRANSIENT_STATUS:
                 raise _Transient(f"HTTP {resp.status_code}")
             if resp.status_code >= 400:
                 raise DownloadError(f"{url} answered HTTP {resp.status_code} {resp.reason}",
-                                    hint="check MAMMOCLI_WEIGHTS_URL and proxy settings")
+                                    hint=f"check MAMMOCLI_WEIGHTS_URL and proxy settings; "
+                                         f"{WAYS_OUT}")
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             if bar is not None:
@@ -175,7 +177,8 @@ def fetch_entry(entry: Entry, target: Path, *, registry: Registry,
             f"{entry.name} is not in the cache ({target}) and MAMMOCLI_OFFLINE=1 forbids "
             "downloading it",
             hint=f"copy {entry.name} from a machine that has it (`mammocli weights path` there) "
-                 f"and run `mammocli weights import FILE`, or unset MAMMOCLI_OFFLINE",
+                 f"and run `mammocli weights import FILE`, pass --weights-dir DIR, or unset "
+                 f"MAMMOCLI_OFFLINE; details: `{GUIDE_COMMAND}`",
         )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,8 +190,8 @@ def fetch_entry(entry: Entry, target: Path, *, registry: Registry,
         if _verified(entry, target, settings):  # another process fetched it while we waited
             return target
         origin = f" (from {registry.repository})" if registry.repository else ""
-        log.info("downloading %s from %s\n  licence: %s%s; see weights/README.md", entry.name,
-                 url, entry.licence, origin)
+        log.info("downloading %s from %s\n  licence: %s%s; offline use: `%s`", entry.name,
+                 url, entry.licence, origin, GUIDE_COMMAND)
         store = pooch.create(path=target.parent, base_url=registry.base_url,
                              registry={target.name: None}, urls={target.name: url},
                              retry_if_failed=0)  # retries happen inside our downloader
@@ -217,23 +220,29 @@ def resolve_weights(name: str, *, weights_dir: Path | None = None, progress: boo
     """The local path of weights `name` (canonical file name, alias, or a user-registered name).
 
     With `weights_dir`: the file under its official name in that folder, not hash-checked (users
-    may point at their own trained or test weights). Otherwise the verified file in the cache,
-    downloaded on first use; user-registered weights are checked against their recorded SHA-256.
+    may point at their own trained or test weights); a file the folder lacks (a training export
+    holds only the model it trained) comes from the cache as without it. Otherwise the verified
+    file in the cache, downloaded on first use; user-registered weights are checked against
+    their recorded SHA-256. The result's `weights` list records each file's path and SHA-256.
     """
     registry = registry or load_registry()
     if weights_dir is not None:
+        weights_dir = Path(weights_dir)
+        if not weights_dir.is_dir():
+            raise WeightsError(
+                f"--weights-dir {weights_dir} is not a folder",
+                hint="give the folder that holds the weight files (e.g. a training run's "
+                     "export/), or leave --weights-dir out to use the verified cache")
         try:
             file_name = registry.weight(name).name
         except WeightsError:
             file_name = name  # not an official name: take it as the file name
-        path = Path(weights_dir) / file_name
-        if not path.is_file():
-            raise WeightsError(
-                f"weights file {file_name} not found in {weights_dir}",
-                hint="--weights-dir must hold the files under their official names "
-                     f"({', '.join(e.name for e in registry.weights)})",
-            )
-        return path
+        path = weights_dir / file_name
+        if path.is_file():
+            return path
+        # A training export holds only the model it trained: the rest comes from the cache.
+        log.info("%s is not in --weights-dir %s; using the verified official file", file_name,
+                 weights_dir)
     settings = load_settings()
     user = find_user_weights(name, settings)
     if user is not None:
@@ -251,15 +260,35 @@ def weights_used(name: str, path: Path) -> WeightsUsed:
 def download_samples(*, progress: bool = True, registry: Registry | None = None,
                      dest: Path | None = None, names: Collection[str] | None = None) -> Path:
     """Fetch the authors' sample PNGs into `<dest or cache>/samples/<exam>/<file>`, verified
-    (`names`: only these files)."""
+    (`names`: only these files). All or nothing: when one fails, the files and folders this call
+    created are removed again (never anything that was there before), then the error is raised."""
     registry = registry or load_registry()
     settings = load_settings()
     root = dest or samples_cache_dir(settings)
     if not registry.samples:
         raise WeightsError(f"registry {registry.source} lists no sample files")
-    for entry in registry.samples:
-        if names is not None and entry.name not in names:
-            continue
-        fetch_entry(entry, sample_path(entry, root), registry=registry, settings=settings,
-                    progress=progress)
+    entries = [e for e in registry.samples if names is None or e.name in names]
+    targets = [sample_path(entry, root) for entry in entries]
+    # What to undo on failure: files and folders (root and above included) not there yet.
+    new_files = [t for t in targets if not t.exists()]
+    new_dirs = sorted({d for t in targets for d in (t.parent, *t.parent.parents)
+                       if not d.exists()},
+                      key=lambda d: len(d.parts), reverse=True)
+    try:
+        for entry, target in zip(entries, targets, strict=True):
+            fetch_entry(entry, target, registry=registry, settings=settings, progress=progress)
+    except BaseException:  # also Ctrl-C: no half-filled sample folder either way
+        _undo(new_files, new_dirs)
+        raise
     return root
+
+
+def _undo(files: list[Path], folders: list[Path]) -> None:
+    for file in files:
+        file.unlink(missing_ok=True)
+        file.with_name(f".{file.name}.lock").unlink(missing_ok=True)
+    for folder in folders:  # deepest first; only if empty (never someone else's file)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
