@@ -106,7 +106,8 @@ def test_the_segmentation_puts_the_heatmap_peak_on_the_lesion_of_the_source_imag
     # Overlaid on its source image (same pixel grid), the peak is the lesion's centre.
     assert peak(values["malignant"]) == lesion
     assert peak(values["benign"]) == lesion
-    assert values["malignant"].max() == 1.0 and values["benign"].max() == pytest.approx(0.5, abs=1 / 255)
+    assert values["malignant"].max() == 1.0
+    assert values["benign"].max() == pytest.approx(0.5, abs=1 / 255)
     # Zeros outside the crop window.
     outside = np.ones((400, 300), bool)
     outside[top:bottom, left:right] = False

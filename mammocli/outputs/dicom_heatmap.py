@@ -41,7 +41,7 @@ from pydicom.sr.coding import Code
 from ..errors import InputError
 from ..preprocess.orientation import to_canonical
 from ..preprocess.prepare import PreparedImage
-from ..views import Side
+from ..views import Side, View
 from .dicom_sr import BREAST, LATERALITY, MANUFACTURER, _quiet_highdicom, _with_type2, new_uid
 from .files import atomic_write_bytes
 
@@ -91,8 +91,8 @@ def to_source_geometry(heatmap: np.ndarray, image: PreparedImage,
     return full
 
 
-def source_heatmaps(prepared: Mapping[object, Sequence[PreparedImage]],
-                    heatmaps: Mapping[object, Sequence[Maps]],
+def source_heatmaps(prepared: Mapping[View, Sequence[PreparedImage]],
+                    heatmaps: Mapping[View, Sequence[Maps]],
                     sources: Mapping[str, Dataset]) -> list[SourceHeatmaps]:
     """Every image's heatmaps (`ExamOutput.prepared` / `.heatmaps`) on its source's grid."""
     out = []
