@@ -9,6 +9,8 @@ Segmentation are compared with the maximal pixels of the float heatmap, within t
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ from mammocli.outputs.dicom_heatmap import (
     seg_bytes,
     source_heatmaps,
     to_source_geometry,
+    write_seg,
 )
 from mammocli.outputs.dicom_sr import LATERALITY
 from mammocli.preprocess.prepare import PreparedImage, prepare_image
@@ -230,3 +233,22 @@ def test_dicom_heatmaps_none_writes_the_sr_only(tmp_path: Path, random_weights: 
         "--dicom-heatmaps", "none"])
     assert result.exit_code == 0, result.stderr
     assert [p.name.endswith(".sr.dcm") for p in (tmp_path / "dcm").iterdir()] == [True]
+
+
+@pytest.mark.skipif(shutil.which("dcmdump") is None, reason="dcmtk's dcmdump is not installed")
+def test_dcmtk_parses_the_segmentation(tmp_path: Path) -> None:
+    # dciodvfy (dicom3tools), the IOD validator, is not packaged here; dcmdump's strict parse
+    # (-E: stop on any parse error) at least checks the encoding another toolkit reads.
+    path, header = lesion_image(tmp_path, "L", "MLO", (200, 60))
+    image = prepared(path, View.L_MLO)
+    heat = canonical_lesion_heatmap(image)
+    [maps] = source_heatmaps({View.L_MLO: [image]}, {View.L_MLO: [_Maps(heat, heat)]},
+                             {path.name: header})
+    seg = build_heatmap_seg(header, maps, algorithm="mammocli", version="0", parameters=[],
+                            series_uid=generate_uid(), instance_number=1)
+    written = write_seg(seg, tmp_path / "x.seg.dcm")
+    run = subprocess.run(["dcmdump", "-E", "-Un", str(written)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert SEG_CLASS in run.stdout and "PROBABILITY" in run.stdout
+    assert "E: " not in run.stderr, run.stderr
