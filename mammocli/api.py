@@ -224,7 +224,7 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
     output that cannot be written the run stops, closes the sinks (they keep every finished
     record) and raises `PredictInterrupted` / `OutputsFailed`."""
     started = time.perf_counter()
-    if heatmaps is not None:
+    if heatmaps is not None or _sinks_want_heatmaps(sink, models):
         options = _with_export(options, Export.HEATMAPS)
     todo = [p for p in exams if sink.done(p) is None]
     report = RunReport(already_done=len(exams) - len(todo))
@@ -248,7 +248,7 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
                     if heatmaps is not None:
                         heatmaps.write(planned, out)
                     sink.write(planned, options.site.stamp(out.result)
-                               if options.site is not None else out.result)
+                               if options.site is not None else out.result, out)
                 report.stages["write"] += time.perf_counter() - writing
             report.elapsed_s = time.perf_counter() - started
             if on_outcome is not None:
@@ -289,6 +289,13 @@ def export_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Run
         if on_outcome is not None:
             on_outcome(planned, outcome)
     return report
+
+
+def _sinks_want_heatmaps(sink: Outputs, models: ModelRequest) -> bool:
+    """A sink writes heatmaps (DICOM) when the run computes them anyway: asking for the export
+    then costs nothing and keeps them in the outcome (also from --devices workers)."""
+    wants = any(getattr(s, "wants_heatmaps", False) for s in sink.sinks)
+    return wants and Variant.IMAGE_AND_HEATMAPS in models.resolved()[1]
 
 
 def _with_export(options: RunOptions, export: Export) -> RunOptions:

@@ -177,3 +177,34 @@ def test_dicom_outputs_need_dicom_input_and_store_back_a_dicomweb_one(
     assert run.exit_code == 2 and "needs a dicomweb+http(s):// address" in run.stderr
     run = predict(png, *model_args, "--study", generate_uid())
     assert run.exit_code == 2 and "--study" in run.stderr
+
+
+def test_store_back_sends_the_heatmap_segmentations_into_a_new_series_of_the_study(
+        orthanc: Orthanc, tmp_path: Path, random_weights: Path, small_pipeline: Path) -> None:
+    study, files = upload_study(orthanc, tmp_path / "exam", phi=True, seed=7)
+    run = predict(f"dicomweb+{orthanc.dicomweb_url}", "--study", study, "--weights-dir",
+                  random_weights, "--pipeline-config", small_pipeline, "--tta", "1",
+                  "--variants", "image-and-heatmaps", "-o", tmp_path / "r.json", "--store-back")
+    assert run.exit_code == 0, run.stderr
+    client = DicomwebSource(orthanc.dicomweb_url, auth=DicomwebAuth("basic", PASSWORD, USER))
+    found = client._client.search_for_instances(study, search_filters={"Modality": "SEG"})
+    assert len(found) == 4
+    sources = {sop_of(p): p for p in files.values()}
+    source_series = {str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID)
+                     for p in files.values()}
+    referenced, series = set(), set()
+    for item in found:
+        seg = client._client.retrieve_instance(study, item["0020000E"]["Value"][0],
+                                               item["00080018"]["Value"][0])
+        series.add(str(seg.SeriesInstanceUID))
+        [ref] = {str(f.DerivationImageSequence[0].SourceImageSequence[0]
+                     .ReferencedSOPInstanceUID) for f in seg.PerFrameFunctionalGroupsSequence}
+        referenced.add(ref)
+        source = pydicom.dcmread(sources[ref], stop_before_pixels=True)
+        assert (seg.Rows, seg.Columns) == (source.Rows, source.Columns)
+        assert seg.StudyInstanceUID == study and "RESEARCH USE ONLY" in seg.SeriesDescription
+        assert seg.PatientID == PHI["PatientID"]  # identifiers belong in the PACS object
+    assert referenced == set(sources)  # one per source image, each the right one
+    assert len(series) == 1 and not series & source_series
+    text = run.stdout + run.stderr + (tmp_path / "r.json").read_text()
+    assert [v for v in (*PHI.values(), study, *sources) if len(v) > 2 and v in text] == []

@@ -31,7 +31,7 @@ from ..inference.sources import SourceRequest, exams_to_run
 from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
 from ..io.dicomweb import is_dicomweb_path
 from ..io.discover import discover_exams
-from ..outputs.dicom_sink import DicomSrSink
+from ..outputs.dicom_sink import DicomHeatmaps, DicomSrSink
 from ..outputs.progress import ProgressLog
 from ..outputs.schema import printable
 from ..outputs.sinks import (
@@ -254,6 +254,10 @@ def register(app: typer.Typer) -> None:
         store_back: bool = typer.Option(
             False, "--store-back", help="DICOMweb input: send each exam's DICOM SR to the "
             "server (STOW-RS), as a new series of its study."),
+        dicom_heatmaps: DicomHeatmaps = typer.Option(
+            DicomHeatmaps.SEG, "--dicom-heatmaps", help="With --dicom-out/--store-back and "
+            "the image-and-heatmaps variant: seg = each image's heatmaps as a fractional DICOM "
+            "Segmentation a viewer overlays; none = the SR only."),
         exams_csv: Path | None = typer.Option(
             None, "--exams", help="An exam list (exams.csv from mammocli scan: exam folders "
             "or StudyInstanceUIDs) instead of PATH."),
@@ -325,7 +329,7 @@ def register(app: typer.Typer) -> None:
                 sinks.append(DicomSrSink(
                     dicom_out, store=run.server.store if store_back and run.server else None,
                     headers_for=run.headers_for, uid_root=uid_root, overwrite=overwrite,
-                    resume=resume))
+                    resume=resume, heatmaps=dicom_heatmaps is DicomHeatmaps.SEG))
             outputs = Outputs.open(sinks, planned)
             heat = None
             if save_heatmaps is not None:

@@ -2,6 +2,11 @@
 `predict` beside the JSON one, so it follows the same rules: targets checked before the first
 exam, nothing replaced without --overwrite or --resume, each SR written as its exam finishes.
 
+With `heatmaps` on (the default, `--dicom-heatmaps seg`) and a run that computes heatmaps (the
+image-and-heatmaps variant), each source image also gets a fractional Segmentation of its
+benign and malignant heatmaps (`dicom_heatmap`), one new series per exam, written as
+`<stem>.<n>.seg.dcm` beside the SR and sent with it.
+
 The SR itself is `dicom_sr.build_sr` (highdicom is imported only when an SR is made). Its source
 headers come from `headers_for` (a DICOMweb study carries them, `RetrievedStudy.headers`) or are
 read from the exam folder (`read_source_headers`).
@@ -10,6 +15,7 @@ read from the exam folder (`read_source_headers`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,10 +27,19 @@ from .sinks import PlannedExam, Record, Sink
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from ..inference.predictor import ExamOutput
+
 Headers = Callable[[PlannedExam], "Mapping[str, Dataset] | None"]
 Store = Callable[["Sequence[Dataset]"], None]
 
 SR_SUFFIX = ".sr.dcm"
+
+
+class DicomHeatmaps(str, Enum):
+    """`--dicom-heatmaps`: the heatmaps as fractional Segmentations, or not at all."""
+
+    SEG = "seg"
+    NONE = "none"
 
 
 class StoreBackError(OutputError):
@@ -42,8 +57,10 @@ class DicomSrSink(Sink):
 
     def __init__(self, folder: Path | None, *, store: Store | None = None,
                  headers_for: Headers | None = None, uid_root: str | None = None,
-                 overwrite: bool, resume: bool) -> None:
+                 overwrite: bool, resume: bool, heatmaps: bool = True) -> None:
         self.folder = Path(folder) if folder is not None else None
+        self.wants_heatmaps = heatmaps
+        self.outputs: dict[str, ExamOutput] = {}  # stem -> its arrays, until written
         self.store = store
         self.headers_for = headers_for
         self.uid_root = uid_root
@@ -83,25 +100,51 @@ class DicomSrSink(Sink):
         names = {image.source for images in result.views.values() for image in images}
         return read_source_headers(planned.exam.folder, sorted(names))
 
+    def attach(self, planned: PlannedExam, output: ExamOutput) -> None:
+        if self.wants_heatmaps and output.heatmaps:
+            self.outputs[planned.stem] = output
+
+    def _heatmap_segs(self, output: ExamOutput | None, result: PredictionResult,
+                      sources: Mapping[str, Dataset]) -> list[Dataset]:
+        if output is None or not output.heatmaps:
+            return []
+        from .dicom_heatmap import build_heatmap_seg, source_heatmaps
+        from .dicom_sr import content_from_result, new_uid
+
+        content = content_from_result(result)
+        series = new_uid(self.uid_root)
+        return [build_heatmap_seg(sources[maps.source], maps, algorithm=content.algorithm,
+                                  version=content.version, parameters=content.parameters,
+                                  series_uid=series, instance_number=n,
+                                  uid_root=self.uid_root)
+                for n, maps in enumerate(source_heatmaps(output.prepared, output.heatmaps,
+                                                         sources), 1)]
+
     def write(self, planned: PlannedExam, record: Record) -> None:
+        output = self.outputs.pop(planned.stem, None)
         if not isinstance(record, PredictionResult):
             return  # a failed exam has no findings to report
+        from .dicom_heatmap import SEG_SUFFIX, write_seg
         from .dicom_sr import build_sr, write_sr
 
         try:
-            sr = build_sr(record, self._sources(planned, record), uid_root=self.uid_root)
+            sources = self._sources(planned, record)
+            sr = build_sr(record, sources, uid_root=self.uid_root)
+            segs = self._heatmap_segs(output, record, sources)
         except MammocliError as exc:  # e.g. an unreadable header: this output cannot be made
-            raise OutputError(f"{planned.exam.exam_id}: no DICOM SR: {exc.message}",
+            raise OutputError(f"{planned.exam.exam_id}: no DICOM output: {exc.message}",
                               exc.hint) from None
         if self.folder is not None:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                write_sr(sr, self.folder, planned.stem)
+                for n, seg in enumerate(segs, 1):
+                    write_seg(seg, self.folder / f"{planned.stem}.{n}{SEG_SUFFIX}")
+                write_sr(sr, self.folder, planned.stem)  # last: its file marks the exam done
             except OSError as exc:
                 raise write_failed(self._file(planned), exc) from None
         if self.store is not None:
             try:
-                self.store([sr])
+                self.store([sr, *segs])
             except MammocliError as exc:
                 failed = StoreBackError(f"--store-back: {exc.message}", exc.hint)
                 failed.exit_code = exc.exit_code  # refused credentials stay 2

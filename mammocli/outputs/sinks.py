@@ -198,6 +198,10 @@ class Sink:
     def write(self, planned: PlannedExam, record: Record) -> None:
         pass
 
+    def attach(self, planned: PlannedExam, output: ExamOutput) -> None:
+        """Called before `write` with everything computed for the exam (arrays such as
+        heatmaps), for sinks that write more than the record (e.g. DICOM heatmaps)."""
+
     def keep(self, planned: PlannedExam, doc: dict[str, Any]) -> None:
         """An exam skipped by --resume: `doc` is its stored result."""
 
@@ -534,9 +538,12 @@ class Outputs:
     def claim(self, planned: PlannedExam) -> str | None:
         return self.primary.claim(planned)
 
-    def write(self, planned: PlannedExam, record: Record) -> None:
+    def write(self, planned: PlannedExam, record: Record,
+              output: ExamOutput | None = None) -> None:
         record = stamp(record, planned)
         for sink in self.sinks:
+            if output is not None:
+                sink.attach(planned, output)
             sink.write(planned, record)
         self.written += 1
 
