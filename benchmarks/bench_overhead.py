@@ -9,17 +9,20 @@ through `mammocli.api.predict_many` in two ways, alternately (`--repeats` pairs)
   atomically under a per-exam lock; the folder read back as a ledger before the run) and
   `--progress-json`, as a cluster task runs it.
 
-Printed: wall time of each run (model loading included, the same in both), their ratio, and
-the archive run's own bookkeeping measured directly (selecting and planning, and the write
+The runs are interleaved, the order swapped every pair. Printed: the median wall and CPU time
+of each kind of run (model loading included, the same in both), their ratios, and the archive
+run's own bookkeeping measured directly (selecting and planning, and the write
 stage, which includes the lock release and the atomic writes).
 
-    python benchmarks/bench_overhead.py --exams 50 --repeats 1
+    python benchmarks/bench_overhead.py --exams 50 --repeats 4
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -62,6 +65,13 @@ def _archive(listing: Path, out: Path, request: ModelRequest,
     return time.perf_counter() - started, selecting, report.stages["write"]
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (preparation pools)."""
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                      resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exams", type=int, default=50)
@@ -81,20 +91,32 @@ def main() -> None:
         # Warm-up (imports, first model load, allocator): not timed.
         _plain(root / "e000", work / "warm.jsonl", request, options)
         plain, sharded, selecting, writing, plain_writing = [], [], [], [], []
+        plain_cpu, sharded_cpu = [], []
         for n in range(args.repeats):
-            wall, write = _plain(root, work / f"plain-{n}.jsonl", request, options)
-            plain.append(wall)
-            plain_writing.append(write)
-            wall, select, write = _archive(listing, work / f"res-{n}", request, options)
-            sharded.append(wall)
-            selecting.append(select)
-            writing.append(write)
+            # interleaved, the order swapped every pair (ABBA): a drift in the machine's load
+            # weighs on both alike
+            for kind in ("plain", "archive") if n % 2 == 0 else ("archive", "plain"):
+                cpu = _cpu()
+                if kind == "plain":
+                    wall, write = _plain(root, work / f"plain-{n}.jsonl", request, options)
+                    plain.append(wall)
+                    plain_writing.append(write)
+                    plain_cpu.append(_cpu() - cpu)
+                else:
+                    wall, select, write = _archive(listing, work / f"res-{n}", request, options)
+                    sharded.append(wall)
+                    selecting.append(select)
+                    writing.append(write)
+                    sharded_cpu.append(_cpu() - cpu)
     p, s = statistics.median(plain), statistics.median(sharded)
+    pc, sc = statistics.median(plain_cpu), statistics.median(sharded_cpu)
     print(f"{platform.processor() or platform.machine()}, {args.exams} exams, "
-          f"{args.repeats} pair(s) of runs")
-    print(f"plain   (discover, JSON Lines file):                    {p:8.2f} s")
-    print(f"archive (list, shard, locks, ledger, progress lines):   {s:8.2f} s")
-    print(f"ratio archive / plain: {s / p:.4f} ({(s / p - 1) * 100:+.2f}%)")
+          f"{args.repeats} pair(s) of runs (interleaved; medians), load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"plain   (discover, JSON Lines file):                    {p:8.2f} s  {pc:8.2f} CPU s")
+    print(f"archive (list, shard, locks, ledger, progress lines):   {s:8.2f} s  {sc:8.2f} CPU s")
+    print(f"ratio archive / plain: wall {s / p:.4f} ({(s / p - 1) * 100:+.2f}%), CPU "
+          f"{sc / pc:.4f} ({(sc / pc - 1) * 100:+.2f}%)")
     bookkeeping = statistics.median(selecting) + statistics.median(writing)
     print(f"archive bookkeeping measured directly: list+shard+plan (exam discovery included) "
           f"{statistics.median(selecting):.3f}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from mammocli.outputs.schema import (
     to_json,
 )
 from mammocli.views import VIEWS
+from mammocli.vocabulary import Family, ModelKind
 
 
 def _result(exam_id: str) -> PredictionResult:
@@ -45,13 +47,18 @@ def _result(exam_id: str) -> PredictionResult:
                                    best_center=(1400, 200), distance_from_starting_side=3)]
              for v in VIEWS}
     return PredictionResult(
-        exam_id=exam_id, model="view-wise", views=views,
+        exam_id=exam_id, family=Family.DMV_CNN, model=ModelKind.VIEW_WISE, views=views,
         predictions={"image_only": breasts(0.5), "image_and_heatmaps": breasts(1.0)},
         primary_variant="image_and_heatmaps", device="cuda:0", seed=0, rng_mode="exam", tta=10,
         duration_s=3.2, mammocli_version="0.1.0",
         weights=[WeightsUsed(name="sample_image_model.p", sha256="a" * 64),
                  WeightsUsed(name="sample_patch_model.p", sha256="b" * 64)],
         input=InputRef(folder=f"2019/{exam_id}", fingerprint="sha256:" + "c" * 64))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def build(folder: Path, records: int) -> list[str]:
@@ -94,14 +101,15 @@ def main() -> None:
               f"{status.done}, failed "
               f"{status.failed}, missing {status.missing}")
 
-        t = time.perf_counter()
+        t, before = time.perf_counter(), _children_cpu()
         child = subprocess.run([sys.executable, "-m", "mammocli", "status", str(folder),
                                 "--exams", str(exams_csv)], capture_output=True, text=True,
                                check=False)
-        command = time.perf_counter() - t
+        command, command_cpu = time.perf_counter() - t, _children_cpu() - before
         assert child.returncode == 0, child.stderr
-        print(f"command: mammocli status --exams (fresh process): {command:.2f} s "
-              f"(goal < 5 s)")
+        # CPU seconds too: on a loaded machine the wall clock mostly measures the wait for a CPU
+        print(f"command: mammocli status --exams (fresh process): {command:.2f} s, "
+              f"{command_cpu:.2f} CPU s (goal < 5 s)")
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
               f"{os.getloadavg()[0]:.1f}, Python {platform.python_version()}", flush=True)
 

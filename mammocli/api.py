@@ -23,6 +23,7 @@ from .hashing import sha256_file
 from .inference.batch import ExamOutcome, run_exams
 from .inference.devices import select_device
 from .inference.family import Locate
+from .inference.utilisation import Utilisation, UtilisationMeter
 from .io.dicom.options import DicomOptions
 from .io.discover import discover
 from .outputs.schema import ExamFailure, PredictionResult
@@ -106,6 +107,8 @@ class RunReport:
     # Seconds per stage, summed over exams: prepare (read, decode, crop), heatmaps, classify
     # (the family's networks) and write (every output of an exam).
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    # What the run used of the CPUs and, on CUDA, of the GPUs (see inference.utilisation)
+    utilisation: Utilisation | None = None
 
     @property
     def exams_per_s(self) -> float | None:
@@ -224,6 +227,7 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
     output that cannot be written the run stops, closes the sinks (they keep every finished
     record) and raises `PredictInterrupted` / `OutputsFailed`."""
     started = time.perf_counter()
+    meter = UtilisationMeter()
     if heatmaps is not None or _sinks_want_heatmaps(sink, models):
         options = _with_export(options, Export.HEATMAPS)
     todo = [p for p in exams if sink.done(p) is None]
@@ -272,12 +276,29 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
         raise OutputsFailed(first.message, first.hint, problems[1:])
     report.written = sink.written
     report.elapsed_s = time.perf_counter() - started
+    report.utilisation = meter.finish(_devices(report, options), report.stages,
+                                      report.elapsed_s)
     return report
+
+
+def _devices(report: RunReport, options: RunOptions) -> list[str]:
+    """The devices that computed the run's results (the option's when none names one)."""
+    used = {r.device for r in report.results}
+    if used:
+        return sorted(used)
+    if options.devices or not report.outcomes:
+        return list(options.devices)
+    try:  # heatmaps-only runs have no result naming the device
+        return [str(select_device(options.device))]
+    except Exception:
+        return []
 
 
 def export_many(exams: Sequence[PlannedExam], models: ModelRequest, options: RunOptions,
                 folders: HeatmapFolders, *, on_outcome: OnOutcome | None = None) -> RunReport:
     """Heatmaps only (`mammocli heatmaps`): one folder per exam, no result records."""
+    started = time.perf_counter()
+    meter = UtilisationMeter()
     options = _with_export(options, Export.HEATMAPS)
     models = ModelRequest(models.family, models.kind, (), models.locate)
     report = RunReport()
@@ -288,6 +309,9 @@ def export_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Run
             folders.write(planned, outcome.output)
         if on_outcome is not None:
             on_outcome(planned, outcome)
+    report.elapsed_s = time.perf_counter() - started
+    report.utilisation = meter.finish(_devices(report, options), report.stages,
+                                      report.elapsed_s)
     return report
 
 

@@ -20,6 +20,7 @@ from mammocli.outputs.schema import (
     ExamFailure,
     PredictionResult,
     Probabilities,
+    to_json,
 )
 from mammocli.outputs.sinks import FolderSink, Outputs, plan_exams
 from mammocli.views import VIEWS
@@ -128,3 +129,27 @@ def test_status_command_text_and_json(tmp_path: Path) -> None:
     assert (doc["done"], doc["failed"], doc["missing"], doc["missing_ids"]) == (1, 1, 1, ["e3"])
     missing = runner.invoke(app, ["status", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "not a results folder" in missing.output
+
+
+def test_threaded_reads_give_the_same_ledger_and_follow_changes_between_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads spread over threads (slices of 2 files here) equal one thread's; nothing is cached,
+    so a record that changes, appears or goes between two reads is seen as it is now."""
+    from mammocli.outputs import ledger as ledger_module
+
+    outcomes: dict[str, str | int] = {f"e{i}": ("ok" if i % 3 else 3) for i in range(9)}
+    out = write_results(tmp_path, outcomes)
+    (out / "big.json").write_bytes(b"[" + b"0, " * 40_000 + b"0]")  # > one 64 KiB read
+    single = read_ledger(out)
+    monkeypatch.setattr(ledger_module, "_PER_THREAD", 2)
+    threaded = read_ledger(out)
+    assert threaded == single and len(threaded.records) == 9
+    assert threaded.unreadable == ["big.json"]
+    assert (ledger_status(threaded).done, ledger_status(threaded).failed) == (6, 3)
+
+    failed = out / "e0.json"  # a retry turned the failure into a result
+    failed.write_text(to_json(_ok("e0", 1.0), indent=2) + "\n")
+    (out / "e1.json").unlink()
+    again = ledger_status(read_ledger(out), [f"e{i}" for i in range(9)])
+    assert (again.done, again.failed, again.missing) == (6, 2, 1)
+    assert read_ledger(out).records["e0"].ok and again.failed_by_class == {"InputError": 2}

@@ -124,6 +124,7 @@ def test_retry_failed_reruns_only_failures_and_status_counts_them(
     first = runner.invoke(app, ["predict", "--exams", str(listing), "-o", out, *model_args])
     assert first.exit_code == 3, first.stderr
     assert "exams/s; time: prepare" in first.stderr  # the throughput summary
+    assert "; CPU " in first.stderr  # with the utilisation
     status = runner.invoke(app, ["status", out, "--exams", str(listing), "--json"])
     counts = json.loads(status.stdout)
     assert (counts["done"], counts["failed"], counts["missing"]) == (2, 1, 0)
@@ -141,6 +142,7 @@ def test_retry_failed_reruns_only_failures_and_status_counts_them(
     assert summary["event"] == "summary" and summary["ok"] == 1
     assert set(summary["stages_s"]) == {"prepare", "heatmaps", "classify", "write"}
     assert summary["stages_s"]["classify"] > 0
+    assert 0 < summary["utilisation"]["cpu"] <= 1 and summary["utilisation"]["gpu"] is None
     status = runner.invoke(app, ["status", out, "--exams", str(listing), "--json"])
     counts = json.loads(status.stdout)
     assert (counts["done"], counts["failed"], counts["missing"]) == (3, 0, 0)

@@ -97,3 +97,36 @@ def test_scan_of_nested_png_exams_only_and_of_nothing(tmp_path: Path) -> None:
     run = runner.invoke(app, ["scan", str(tmp_path / "b"), "-o", str(tmp_path / "l.csv")])
     assert run.exit_code == 3 and "no exam found" in run.output
     assert not (tmp_path / "l.csv").exists()
+
+
+def test_header_reads_from_the_first_bytes_equal_reads_of_the_whole_file(tmp_path: Path) -> None:
+    """The header is parsed from the file's first 64 KiB when it ends there; a longer header is
+    read again from the file: the record and the pixel checks are the same either way."""
+    import pydicom
+    from dicom_factory import make_mg, save_mg
+
+    from mammocli.io.dicom import scan
+
+    small = save_mg(make_mg("L", "CC", rows=300, cols=200)[0], tmp_path / "small.dcm")
+    big_ds = make_mg("L", "CC", rows=300, cols=200)[0]
+    big_ds.add_new(0x00091010, "OB", b"\0" * (scan._PREFIX + 1000))  # header > the prefix
+    big = save_mg(big_ds, tmp_path / "big.dcm")
+    cut = tmp_path / "cut.dcm"  # pixel data cut short beyond the prefix
+    cut.write_bytes(big.read_bytes()[:-5000])
+    tiny = save_mg(make_mg("R", "MLO", rows=16, cols=16)[0], tmp_path / "tiny.dcm")
+    tiny_cut = tmp_path / "tiny_cut.dcm"  # all in memory, pixel data cut short
+    tiny_cut.write_bytes(tiny.read_bytes()[:-100])
+    assert big.stat().st_size > scan._PREFIX and small.stat().st_size > scan._PREFIX
+    assert tiny.stat().st_size < scan._PREFIX
+    for path in (small, big, cut, tiny, tiny_cut):
+        ds, element = scan.read_header(path, path.name)
+        with open(path, "rb") as f:  # the reference: pydicom on the file itself
+            expected = pydicom.dcmread(f, stop_before_pixels=True)
+            expected_element = scan._pixel_element(f, expected)
+        assert ds == expected and element == expected_element
+    assert scan.read_header(small, "small.dcm")[1].length == 300 * 200 * 2
+    for path in (cut, tiny_cut):
+        header, _ = scan.scan_header(path, path.name, 10**8)
+        assert header.problem is not None and header.problem.startswith("pixel data truncated")
+    header, _ = scan.scan_header(big, "big.dcm", 10**8)
+    assert header.problem is None and header.view.base == "CC"

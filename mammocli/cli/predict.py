@@ -28,6 +28,7 @@ from ..console import cell, log, progress, say, stderr
 from ..errors import EXIT_INTERRUPTED, ConfigError, InputError
 from ..inference.devices import configure_threads, tune_allocator
 from ..inference.sources import SourceRequest, exams_to_run
+from ..inference.utilisation import utilisation_text
 from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMode
 from ..io.dicomweb import is_dicomweb_path
 from ..io.discover import discover_exams
@@ -128,7 +129,8 @@ def throughput_line(report: RunReport) -> str:
     rate = report.exams_per_s
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.stages.items())
     return (f"{len(report.outcomes)} exam(s) in {report.elapsed_s:.1f} s"
-            + (f", {rate:.2f} exams/s" if rate else "") + f"; time: {stages}")
+            + (f", {rate:.2f} exams/s" if rate else "") + f"; time: {stages}"
+            + (f"; {utilisation_text(report.utilisation)}" if report.utilisation else ""))
 
 
 def _summary(report: RunReport) -> None:
@@ -350,7 +352,7 @@ def register(app: typer.Typer) -> None:
                 report = predict_many(planned, request, options, outputs, heatmaps=heat,
                                       on_outcome=on_outcome)
             if log_file is not None:
-                log_file.close(report.stages, report.elapsed_s)
+                log_file.close(report.stages, report.elapsed_s, utilisation=report.utilisation)
         report.already_done += run.already_done
         if not quiet:
             if len(report.outcomes) > 1:

@@ -6,7 +6,8 @@ One JSON object per line, appended and flushed as each exam finishes:
      "failed": 1, "skipped": 0, "elapsed_s": 12.5, "exams_per_s": 0.24, "eta_s": 195.8}
 
 `status` is ok, failed or skipped (another run has it); `done` counts all three. A last line
-`{"event": "summary", ...}` gives the run's totals and its time per stage. Exam ids are the
+`{"event": "summary", ...}` gives the run's totals, its time per stage and the device utilisation
+(`utilisation`: cpu, cpu_s, cpus, gpu, gpu_from, gpu_peak_memory_bytes). Exam ids are the
 results' ids (folder names or `study-<hash>`), never a header value. A file that exists is
 appended to (one per task, or one shared by a task's reruns); `-` is not accepted: stdout holds
 the results.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,7 +65,9 @@ class ProgressLog:
         })
 
     def close(self, stages: Mapping[str, float] | None = None,
-              elapsed_s: float | None = None) -> None:
+              elapsed_s: float | None = None, *,
+              utilisation: Any = None) -> None:
+        """`utilisation`: the run's `inference.utilisation.Utilisation` (a dataclass)."""
         if self._file is None:
             return
         elapsed = elapsed_s if elapsed_s is not None else time.monotonic() - self.started
@@ -73,6 +77,8 @@ class ProgressLog:
             "already_done": self.already_done, "elapsed_s": round(elapsed, 3),
             "exams_per_s": round(computed / elapsed, 4) if computed and elapsed else None,
             "stages_s": {k: round(v, 3) for k, v in (stages or {}).items()},
+            # CPU (and GPU) busy fractions and peak device memory: inference.utilisation
+            **({"utilisation": asdict(utilisation)} if utilisation is not None else {}),
         })
         self._file.close()
         self._file = None

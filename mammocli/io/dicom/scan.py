@@ -1,18 +1,20 @@
 """Header-only reading of DICOM files: detection by content, validation, one record per file.
 
 Reading stops before the pixel data (`stop_before_pixels=True`), so scanning an archive costs a
-few kilobytes per file. The pixel element is still located, so a missing or truncated PixelData is
-reported here, before any decoding.
+few kilobytes per file (one read of the first 64 KiB, see `_parse_header`). The pixel element is
+still located, so a missing or truncated PixelData is reported here, before any decoding.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
@@ -141,8 +143,7 @@ def read_header(path: Path, relative: str) -> tuple[Dataset, PixelElement]:
     pydicom warns about odd values (callers record them: `pydicom_warnings`)."""
     try:
         with open(path, "rb") as f:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-            element = _pixel_element(f, ds)
+            ds, element = _parse_header(f)
     except InvalidDicomError as exc:
         raise InputError(
             f"{relative}: not a DICOM file (no 'DICM' marker after the 128-byte preamble)",
@@ -157,6 +158,49 @@ def read_header(path: Path, relative: str) -> tuple[Dataset, PixelElement]:
     return ds, element
 
 
+# The header is parsed from the file's first bytes held in memory (one read; pydicom's many small
+# reads and seeks on a file object cost more than parsing): a header that ends beyond them is read
+# again from the file, so the outcome is the same as parsing the file itself.
+_PREFIX = 1 << 16
+
+
+def _parse_header(f: BinaryIO) -> tuple[Dataset, PixelElement]:
+    size = os.fstat(f.fileno()).st_size
+    prefix = f.read(_PREFIX)
+    buffer = BytesIO(prefix)
+    whole = len(prefix) >= size
+    try:
+        ds = pydicom.dcmread(buffer, stop_before_pixels=True)
+    except Exception:
+        if whole:
+            raise
+    else:
+        if whole:
+            return ds, _pixel_element(buffer, ds)
+        if _stopped_at_pixels(prefix, buffer.tell(), ds):
+            f.seek(buffer.tell())  # the element is checked against the whole file
+            return ds, _pixel_element(f, ds)
+    f.seek(0)
+    ds = pydicom.dcmread(f, stop_before_pixels=True)
+    return ds, _pixel_element(f, ds)
+
+
+def _stopped_at_pixels(prefix: bytes, at: int, ds: Dataset) -> bool:
+    """True when parsing `prefix` stopped at the PixelData tag (not at the prefix's end): every
+    element before it was then read whole, as from the file."""
+    syntax = _syntax(ds)
+    if syntax == DeflatedExplicitVRLittleEndian or at + 4 > len(prefix):
+        return False  # a deflated dataset's positions are in the inflated stream
+    little = not syntax.is_valid or syntax.is_little_endian
+    group, elem = struct.unpack(("<" if little else ">") + "HH", prefix[at:at + 4])
+    return bool((group << 16 | elem) == _PIXEL_TAG)
+
+
+def _syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    return UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+
+
 # Elements discovery and decoding read (group 0028, the pixel description, is read whole).
 # Others are never converted, so a mutated element we do not use cannot reject an image.
 _READ_KEYWORDS = frozenset({
@@ -168,25 +212,25 @@ _READ_KEYWORDS = frozenset({
     "SharedFunctionalGroupsSequence", "StudyInstanceUID", "ViewCodeSequence",
     "ViewModifierCodeSequence", "ViewPosition",
 })
+# The same as tag numbers: a set lookup per element instead of a dictionary search
+_READ_TAGS = frozenset(tag_for_keyword(k) for k in _READ_KEYWORDS)
 
 
 def check_elements(ds: Dataset, relative: str, *, nested: bool = False) -> None:
     """Convert the elements we read now, so that a mutated one (unknown VR, a number holding
     text) rejects the file here, naming the tag, instead of failing wherever it is read.
     The value is never shown: it may be a name or an ID."""
-    from pydicom.datadict import keyword_for_tag
-
     for tag in list(ds.keys()):
-        keyword = keyword_for_tag(tag) if not tag.is_private else ""
-        if tag.group == 0x7FE0 or not (nested or tag.group == 0x0028
-                                       or keyword in _READ_KEYWORDS):
+        group = tag >> 16
+        if group == 0x7FE0 or not (nested or group == 0x0028 or tag in _READ_TAGS):
             continue
         try:
             element = ds[tag]
             items = list(element.value) if element.VR == "SQ" else []
-            if element.VR in {"DS", "IS"} and keyword not in _SORT_KEYS:
+            if element.VR in {"DS", "IS"} and tag not in _SORT_TAGS:
                 _check_numbers(element.value)
         except Exception as exc:
+            keyword = keyword_for_tag(tag) if not tag.is_private else ""
             raise InputError(
                 f"{relative}: the DICOM header element {tag} ({keyword or 'unknown tag'}) "
                 f"cannot be read: {_element_problem(exc)}",
@@ -198,7 +242,7 @@ def check_elements(ds: Dataset, relative: str, *, nested: bool = False) -> None:
 
 
 # Only a tie-break: a bad value there sorts the file last instead of rejecting the image.
-_SORT_KEYS = frozenset({"InstanceNumber"})
+_SORT_TAGS = frozenset({tag_for_keyword("InstanceNumber")})
 
 
 class _NotANumber(ValueError):
@@ -224,8 +268,7 @@ def _element_problem(exc: Exception) -> str:
 
 
 def _pixel_element(f: BinaryIO, ds: Dataset) -> PixelElement:
-    meta = getattr(ds, "file_meta", None)
-    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+    syntax = _syntax(ds)
     if syntax == DeflatedExplicitVRLittleEndian:
         # The dataset was parsed from an inflated copy: positions in `f` mean nothing.
         return PixelElement(present=True, length=None, available=None)
