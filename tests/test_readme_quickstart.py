@@ -11,10 +11,10 @@ import shlex
 from pathlib import Path
 
 import pytest
+from _weights_mirror import make_file_mirror
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
-from _weights_mirror import make_file_mirror
 from mammocli.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]

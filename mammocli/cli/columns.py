@@ -20,7 +20,8 @@ ExamColumn = Annotated[str | None, typer.Option(
 SideColumn = Annotated[str, typer.Option("--side-column", help="Side column (L/R, left/right).")]
 LabelColumn = Annotated[str, typer.Option("--label-column", help="Label column (1 = malignant).")]
 ModelColumn = Annotated[str | None, typer.Option(
-    "--model-column", help="Model score column of a predictions CSV (default: score, else malignant).")]
+    "--model-column",
+    help="Model score column of a predictions CSV (default: score, else malignant).")]
 
 
 def make_columns(exam: str | None, side: str, label: str, model: str | None,

@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
             "--by", help="Subgroups by a labels column; numeric bins as age:40,50,60,70.")
         ] = None,
         threshold: Annotated[list[float] | None, typer.Option(
-            "--threshold", help="Sensitivity/specificity at these thresholds (repeatable; default: 0.5).")
+            "--threshold",
+            help="Sensitivity/specificity at these thresholds (repeatable; default: 0.5).")
         ] = None,
         plots: Annotated[Path | None, typer.Option(
             "--plots", file_okay=False, help="Write ROC and PR curves (PNG) into this folder.")
