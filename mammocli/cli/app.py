@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("weights", "Manage the model weights: the official NYU files (AGPL-3.0, "
                            "downloaded and verified on first use) and weights you trained."),
     "sample": ("sample", "The authors' sample exams."),
+    "examples": ("examples", "Synthetic (non-patient) demo data to try every command on: "
+                             "exams, a root, training sets and configs sized for a 2-core "
+                             "CPU."),
     "hybrid": ("hybrid", "Hybrid reader + model: w * radiologist + (1 - w) * model per "
                          "reader, with AUCs."),
     "evaluate": ("evaluate", "Evaluate predictions against labels: AUCs with bootstrap CIs, "
@@ -51,7 +54,19 @@ def load_command(name: str) -> Any:
     holder = typer.Typer()
     module.register(holder)
     group = typer.main.get_group(holder)
-    return group.commands[name]
+    command = group.commands[name]
+    plain_flags(command)
+    return command
+
+
+def plain_flags(command: Any) -> None:
+    """Typer's help shows a `<bool>` type after every flag (`--overwrite <bool>`), which
+    reads as if the flag took a value: an empty metavar shows none. Subcommands too."""
+    for param in [*command.params, command.get_help_option(typer.Context(command))]:
+        if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        plain_flags(sub)
 
 
 class _LazyGroup(TyperGroup):
@@ -62,6 +77,7 @@ class _LazyGroup(TyperGroup):
         self._loaded: dict[str, Any] = {}
         for name, (_, short) in COMMANDS.items():
             self.commands.setdefault(name, TyperCommand(name=name, help=short))
+        plain_flags(self)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         return self._loaded.get(cmd_name) or super().get_command(ctx, cmd_name)

@@ -16,11 +16,12 @@ class Format(str, Enum):
 
 
 ExamColumn = Annotated[str | None, typer.Option(
-    "--exam-column", help="Exam id column of every CSV [default: exam_id; `index` if absent].")]
+    "--exam-column", help="Exam id column of every CSV (default: exam_id, else `index`).")]
 SideColumn = Annotated[str, typer.Option("--side-column", help="Side column (L/R, left/right).")]
 LabelColumn = Annotated[str, typer.Option("--label-column", help="Label column (1 = malignant).")]
 ModelColumn = Annotated[str | None, typer.Option(
-    "--model-column", help="Model score column of a predictions CSV [default: score, malignant].")]
+    "--model-column",
+    help="Model score column of a predictions CSV (default: score, else malignant).")]
 
 
 def make_columns(exam: str | None, side: str, label: str, model: str | None,

@@ -72,7 +72,8 @@ def register(app: typer.Typer) -> None:
             "--by", help="Subgroups by a labels column; numeric bins as age:40,50,60,70.")
         ] = None,
         threshold: Annotated[list[float] | None, typer.Option(
-            "--threshold", help="Sensitivity/specificity at these thresholds [default: 0.5].")
+            "--threshold",
+            help="Sensitivity/specificity at these thresholds (repeatable; default: 0.5).")
         ] = None,
         plots: Annotated[Path | None, typer.Option(
             "--plots", file_okay=False, help="Write ROC and PR curves (PNG) into this folder.")
@@ -82,7 +83,9 @@ def register(app: typer.Typer) -> None:
             help="Write breast-level predictions in the metarepository's format.")] = None,
         output: Annotated[Path | None, typer.Option(
             "-o", "--output", help="Write the result here instead of stdout.")] = None,
-        fmt: Annotated[Format, typer.Option("--format")] = Format.json,
+        fmt: Annotated[Format, typer.Option(
+            "--format", help="json: the whole report; csv: one row per level, task and metric.")
+        ] = Format.json,
         by_header: Annotated[list[str] | None, typer.Option(
             "--by-header", help="Shift report by fields the results carry (comma-separated, "
                                 "repeatable), e.g. Manufacturer,ManufacturerModelName,KVP,"

@@ -103,7 +103,8 @@ def register(app: typer.Typer) -> None:
             "--format", help="json: everything; csv: the per-breast table.")] = Format.json,
         do_sweep: Annotated[bool, typer.Option(
             "--sweep", help="Also report the hybrids' AUCs for w from 0 to 1.")] = False,
-        sweep_step: Annotated[float, typer.Option("--sweep-step")] = 0.1,
+        sweep_step: Annotated[float, typer.Option(
+            "--sweep-step", help="Step of w in --sweep.")] = 0.1,
         overwrite: Annotated[bool, typer.Option(
             "--overwrite", help="Replace an existing output file.")] = False,
         exam_column: ExamColumn = None,

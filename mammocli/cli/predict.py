@@ -56,6 +56,7 @@ from ..vocabulary import (
 from ..weights.card import with_trained_sizes
 from ..weights.overrides import WEIGHTS_HELP, parse_weight_overrides, weights_locator
 from .common import handle_errors, report_error
+from .presets import FAST_HELP, apply_fast
 
 
 def parse_members(text: str) -> tuple[Variant, ...]:
@@ -155,7 +156,8 @@ PrecisionOption = Annotated[Precision, typer.Option(
     "and on GPUs, outputs differ slightly (opt-in). tf32: CUDA only, TensorFloat-32 matmuls "
     "(opt-in, approximate).")]
 ThreadsOption = Annotated[int, typer.Option(
-    "--threads", help="CPU threads for torch (default: the CPUs this process may use).")]
+    "--threads", show_default=False,
+    help="CPU threads for torch (default: all the CPUs this process may use).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -192,7 +194,10 @@ def register(app: typer.Typer) -> None:
         gmic_models: str | None = typer.Option(
             None, "--gmic-models", help="GMIC members, comma-separated 1-5 (default: all "
             "five, the authors' ensemble: the mean of their y_fusion per image)."),
-        tta: int = typer.Option(10, "--tta", help="Test-time augmentation draws; 0 = none."),
+        tta: int | None = typer.Option(
+            None, "--tta", show_default=False, help="Test-time augmentation draws; 0 = none "
+            "(default: 10, the authors'; --fast: 0)."),
+        fast: bool = typer.Option(False, "--fast", help=FAST_HELP),
         seed: int = typer.Option(0, "--seed", help="Seed of both random generators."),
         rng_stream: RngMode = typer.Option(
             RngMode.EXAM, "--rng-stream",
@@ -210,7 +215,8 @@ def register(app: typer.Typer) -> None:
             "(default: one thread; per device with --devices). Helps a GPU, which computes "
             "faster than one core crops."),
         pipeline_config: Path | None = typer.Option(
-            None, "--pipeline-config", help="YAML overriding pipeline sizes (advanced)."),
+            None, "--pipeline-config", help="YAML overriding pipeline sizes (advanced; the "
+            "paper's by default), e.g. the demo's pipeline.yaml from mammocli examples make."),
         views_csv: Path | None = typer.Option(
             None, "--views-csv", help="CSV mapping files (relative to PATH) to views: "
             "file,view columns. Overrides what the files say."),
@@ -288,10 +294,12 @@ def register(app: typer.Typer) -> None:
         site_file = load_site(site) if site is not None else None  # checked before any exam
         tune_allocator()
         configure_threads(threads)
-        config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
+        preset = apply_fast(fast, model, variants, gmic_models, tta)
+        config = load_pipeline_config(pipeline_config, tta=preset.tta, seed=seed,
+                                      rng_mode=rng_stream)
         config = with_trained_sizes(config, pipeline_config, weights_dir,
                                     parse_weight_overrides(weights))
-        chosen = choose_variants(model, variants, gmic_models)
+        chosen = choose_variants(model, preset.variants, preset.gmic_models)
         if save_heatmaps is not None and family_of(model) is Family.GMIC:
             raise ConfigError("--save-heatmaps is for the DMV-CNN models for now",
                               hint="GMIC's patch boxes and attention are in each image's "
@@ -367,18 +375,28 @@ def register(app: typer.Typer) -> None:
     def heatmaps(
         path: Path = typer.Argument(..., help="An exam folder, or a root folder of exam folders."),
         output: Path = typer.Option(..., "--output", "-o", help="Folder for the heatmaps."),
-        weights_dir: Path | None = typer.Option(None, "--weights-dir"),
+        weights_dir: Path | None = typer.Option(
+            None, "--weights-dir", help="Folder holding the weight files under their official "
+            "names (default: the cache, downloaded on first use)."),
         weights: str | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
-        seed: int = typer.Option(0, "--seed"),
-        rng_stream: RngMode = typer.Option(RngMode.EXAM, "--rng-stream"),
-        horizontal_flip: FlipMode = typer.Option(FlipMode.AUTO, "--horizontal-flip"),
-        device: str = typer.Option("auto", "--device"),
-        pipeline_config: Path | None = typer.Option(None, "--pipeline-config"),
+        seed: int = typer.Option(0, "--seed", help="Seed of the heatmap stride lists (Python "
+                                 "random), as in predict."),
+        rng_stream: RngMode = typer.Option(
+            RngMode.EXAM, "--rng-stream",
+            help="exam: every exam starts from the seed; run: one stream across exams, as the "
+            "authors' scripts (to reproduce their outputs)."),
+        horizontal_flip: FlipMode = typer.Option(
+            FlipMode.AUTO, "--horizontal-flip",
+            help="auto: decide per image from the tissue side; no/yes: the authors' flag."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        pipeline_config: Path | None = typer.Option(
+            None, "--pipeline-config", help="YAML overriding pipeline sizes (advanced; the "
+            "paper's by default). Use the sizes the heatmaps' models were trained at."),
         precision: PrecisionOption = Precision.FP32,
         threads: ThreadsOption = 0,
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace heatmaps already in the folder."),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     ) -> None:
         """Write benign/malignant heatmaps per view: arrays, PNG overlays and a JSON index."""
         tune_allocator()

@@ -270,7 +270,8 @@ def parse_config(text: str, source: str, base: Path) -> TrainConfig:
             lines.append(f"{where}{key}: {message}")
         raise ConfigError(
             f"{source}: invalid training config:\n  " + "\n  ".join(lines),
-            hint="see examples/train_patch.yaml and examples/train_breast.yaml",
+            hint="see examples/train_*.yaml, or `mammocli examples make DIR` for small "
+                 "runnable configs",
         ) from None
     return _resolve_paths(config, base)
 

@@ -53,7 +53,10 @@ T = TypeVar("T", "BreastRow", "PatchRow")
 
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     if not path.is_file():
-        raise ConfigError(f"{path}: manifest not found")
+        raise ConfigError(f"{path}: manifest not found",
+                          hint="point data.train at your manifest (CSV), or write the demo "
+                               "data and configs with `mammocli examples make DIR` and train "
+                               "with DIR/train_patch.yaml (or train_breast, train_gmic)")
     table = read_csv(path)
     missing = [c for c in required if c not in table.header]
     if missing:
