@@ -31,6 +31,7 @@ from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMod
 from ..io.dicomweb import is_dicomweb_path
 from ..io.discover import discover_exams
 from ..outputs.dicom_sink import DicomSrSink
+from ..outputs.preview import picture_writers
 from ..outputs.progress import ProgressLog
 from ..outputs.schema import printable
 from ..outputs.sinks import (
@@ -173,7 +174,11 @@ def register(app: typer.Typer) -> None:
             None, "--image-csv", help="Also write one row per image (exam, view, file, "
             "benign, malignant) for per-image models: gmic, image-wise."),
         save_heatmaps: Path | None = typer.Option(
-            None, "--save-heatmaps", help="Also write heatmaps (arrays + PNG overlays) here."),
+            None, "--save-heatmaps", help="Also write per-image maps here, one folder per "
+            "exam: DMV-CNN heatmaps or GMIC saliency maps (arrays, PNG figures, index JSON)."),
+        preview: Path | None = typer.Option(
+            None, "--preview", help="Also write one picture per exam here (<exam_id>.png): "
+            "the four views as hung, with heatmap or saliency, and the probabilities."),
         weights_dir: Path | None = typer.Option(
             None, "--weights-dir", help="Folder holding the weight files under their official "
             "names (default: the cache, downloaded on first use)."),
@@ -277,10 +282,6 @@ def register(app: typer.Typer) -> None:
         configure_threads(threads)
         config = load_pipeline_config(pipeline_config, tta=tta, seed=seed, rng_mode=rng_stream)
         chosen = choose_variants(model, variants, gmic_models)
-        if save_heatmaps is not None and family_of(model) is Family.GMIC:
-            raise ConfigError("--save-heatmaps is for the DMV-CNN models for now",
-                              hint="GMIC's patch boxes and attention are in each image's "
-                              "outputs of the result")
         dicom = DicomOptions(voi=voi, allow_synthetic=allow_synthetic,
                              allow_for_processing=allow_for_processing,
                              allow_secondary_capture=allow_secondary_capture,
@@ -318,11 +319,8 @@ def register(app: typer.Typer) -> None:
                     headers_for=run.headers_for, uid_root=uid_root, overwrite=overwrite,
                     resume=resume))
             outputs = Outputs.open(sinks, planned)
-            heat = None
-            if save_heatmaps is not None:
-                heat = HeatmapFolders(save_heatmaps, "--save-heatmaps", overwrite=overwrite,
-                                      resume=resume)
-                heat.plan(planned)
+            heat = picture_writers(save_heatmaps, preview, planned, overwrite=overwrite,
+                                   resume=resume)
             log_file = (ProgressLog(progress_json, len(planned), already_done=run.already_done)
                         if progress_json is not None else None)
             locate = weights_locator(weights_dir, parse_weight_overrides(weights),
