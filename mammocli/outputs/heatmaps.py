@@ -62,6 +62,17 @@ def grey_limits(image: np.ndarray) -> tuple[float, float]:
     return 0.0, float(np.percentile(tissue, 99.5)) if tissue.size else 1.0
 
 
+def fit(array: np.ndarray, shape: tuple[int, int], *, smooth: bool = False) -> np.ndarray:
+    """`array` resampled to `shape` (rows, cols) as float32: box-averaged when shrinking (no
+    aliasing of a 3000-pixel mammogram), bilinear with `smooth`. Drawn then pixel for pixel,
+    every panel of a figure shows exactly the same pixels under its overlay."""
+    from PIL import Image
+
+    resample = Image.Resampling.BILINEAR if smooth else Image.Resampling.BOX
+    picture = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32), mode="F")
+    return np.asarray(picture.resize((shape[1], shape[0]), resample=resample), np.float32)
+
+
 def write_heatmaps(output: ExamOutput, exam_id: str, target: Path, *, overlays: bool = True,
                    ) -> Path:
     """Write into the folder `target` (the caller names it, see `sinks.HeatmapFolders`) what
@@ -183,16 +194,17 @@ def _overlay_png(image: np.ndarray, benign: np.ndarray, malignant: np.ndarray,
     fig = Figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
     FigureCanvasAgg(fig)
     vmin, vmax = grey_limits(image)
+    grey = fit(image, (PANEL_PX, panel_w))
     panels = [("image", None, None, ""), ("benign", benign, "Greens", "P(benign) per patch"),
               ("malignant", malignant, "Reds", "P(malignant) per patch")]
     for i, (name, heat, cmap, label) in enumerate(panels):
         x0 = gap + i * (panel_w + gap)
         ax = fig.add_axes((x0 / fig_w, bottom / fig_h, panel_w / fig_w, PANEL_PX / fig_h))
-        ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, aspect="auto",
-                  interpolation="antialiased")
+        ax.imshow(grey, cmap="gray", vmin=vmin, vmax=vmax, aspect="auto",
+                  interpolation="nearest")
         if heat is not None and cmap is not None:
-            shown = ax.imshow(heat, cmap=transparent_low(cmap), vmin=0, vmax=1, aspect="auto",
-                              interpolation="antialiased")
+            shown = ax.imshow(fit(heat, grey.shape, smooth=True), cmap=transparent_low(cmap),
+                              vmin=0, vmax=1, aspect="auto", interpolation="nearest")
             cax = fig.add_axes(((x0 + 0.1 * panel_w) / fig_w, 28 / fig_h,
                                 0.8 * panel_w / fig_w, 12 / fig_h))
             bar = fig.colorbar(shown, cax=cax, orientation="horizontal")
