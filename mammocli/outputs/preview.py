@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 DPI = 100
 VIEW_PX = 900  # height of a view's panel
-GAP_PX, HEADER_PX, FOOTER_PX, CAPTION_PX = 24, 120, 90, 34
+GAP_PX, HEADER_PX, FOOTER_PX, CAPTION_PX = 24, 120, 130, 34
 NOTICE = "Research use only — not for diagnosis"
 BOX_COLOUR = "#ffd400"
 # (row, column) of each view: R then L from the viewer's left, CC above MLO.
@@ -151,7 +151,7 @@ def build_preview(output: ExamOutput, exam_id: str) -> Figure:
             layer, label = shown, overlay.label
     _texts(fig, output, exam_id, column_w, fig_w, fig_h)
     if layer is not None:
-        cax = fig.add_axes((0.3, 30 / fig_h, 0.4, 14 / fig_h))
+        cax = fig.add_axes((0.3, 86 / fig_h, 0.4, 14 / fig_h))
         bar = fig.colorbar(layer, cax=cax, orientation="horizontal")
         bar.set_label(label, color="white", fontsize=11)
         bar.ax.tick_params(colors="white", labelsize=9)
@@ -204,10 +204,12 @@ def _texts(fig: Figure, output: ExamOutput, exam_id: str, column_w: list[int], f
             fig.text(x, 1 - 80 / fig_h, f"{side.letter} breast:  benign {p.benign:.3f}   "
                      f"malignant {p.malignant:.3f}", ha="center", va="center", color="white",
                      fontsize=14, gid=f"breast-{side.letter}")
-        fig.text(0.5, 1 - 108 / fig_h, f"{result.family.value} {result.model.value}, "
-                 f"{result.primary_variant.value}; cropped views (dashed: the crop)",
+        model = result.family.value if result.family.value == result.model.value \
+            else f"{result.family.value} {result.model.value}"
+        fig.text(0.5, 1 - 108 / fig_h, f"{model}, {result.primary_variant.value}; cropped "
+                 "views (dashed: the crop)",
                  ha="center", va="center", color="#bbbbbb", fontsize=10)
-    fig.text(0.5, 62 / fig_h, NOTICE, ha="center", va="center", color="#ff6060", fontsize=14,
+    fig.text(0.5, 18 / fig_h, NOTICE, ha="center", va="center", color="#ff6060", fontsize=14,
              gid="notice")
 
 
