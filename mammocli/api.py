@@ -28,6 +28,7 @@ from .io.dicom.options import DicomOptions
 from .io.discover import discover
 from .outputs.schema import ExamFailure, PredictionResult
 from .outputs.sinks import (
+    ExamWriter,
     HeatmapFolders,
     Outputs,
     PlannedExam,
@@ -217,10 +218,11 @@ def _check_site(site: SiteFile | None, spec: PredictorSpec) -> None:
 
 
 def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: RunOptions,
-                 sink: Outputs, *, heatmaps: HeatmapFolders | None = None,
+                 sink: Outputs, *, heatmaps: ExamWriter | None = None,
                  on_outcome: OnOutcome | None = None) -> RunReport:
     """Predict every exam not already done in `sink` (see `Outputs.done`), writing each record
-    (result or failure) to `sink`, and heatmaps to `heatmaps`, as its exam finishes.
+    (result or failure) to `sink`, and pictures to `heatmaps` (heatmap folders, previews: an
+    `ExamWriter`), as its exam finishes.
 
     `exams` come from `outputs.sinks.plan_exams`; `sink` from `Outputs.open`, which checked
     every target before this call. One exam's failure never stops the others. On Ctrl-C or an
@@ -228,7 +230,9 @@ def predict_many(exams: Sequence[PlannedExam], models: ModelRequest, options: Ru
     record) and raises `PredictInterrupted` / `OutputsFailed`."""
     started = time.perf_counter()
     meter = UtilisationMeter()
-    if heatmaps is not None or _sinks_want_heatmaps(sink, models):
+    if heatmaps is not None:
+        options = _with_export(options, *heatmaps.exports(models.family))
+    if _sinks_want_heatmaps(sink, models):
         options = _with_export(options, Export.HEATMAPS)
     todo = [p for p in exams if sink.done(p) is None]
     report = RunReport(already_done=len(exams) - len(todo))
@@ -322,8 +326,8 @@ def _sinks_want_heatmaps(sink: Outputs, models: ModelRequest) -> bool:
     return wants and Variant.IMAGE_AND_HEATMAPS in models.resolved()[1]
 
 
-def _with_export(options: RunOptions, export: Export) -> RunOptions:
-    return replace(options, exports=options.exports | {export})
+def _with_export(options: RunOptions, *exports: Export) -> RunOptions:
+    return replace(options, exports=options.exports | set(exports))
 
 
 class _Collect(Sink):

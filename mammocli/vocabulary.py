@@ -69,6 +69,14 @@ class Export(_Name):
     """Arrays a family can hand out besides its result (written by `outputs/`)."""
 
     HEATMAPS = "heatmaps"  # DMV-CNN: benign/malignant patch-classifier heatmaps per image
+    SALIENCY = "saliency"  # GMIC: benign/malignant saliency maps, patches, window geometry
+
+
+PICTURE_EXPORT: dict[Family, Export] = {
+    Family.DMV_CNN: Export.HEATMAPS,
+    Family.GMIC: Export.SALIENCY,
+}
+"""What `predict --save-heatmaps` writes for a family (its per-image maps)."""
 
 
 class RngMode(str, Enum):

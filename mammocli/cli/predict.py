@@ -33,6 +33,7 @@ from ..io.dicom.options import DEFAULT_MAX_PIXELS, DicomOptions, GroupBy, VoiMod
 from ..io.dicomweb import is_dicomweb_path
 from ..io.discover import discover_exams
 from ..outputs.dicom_sink import DicomHeatmaps, DicomSrSink
+from ..outputs.preview import picture_writers
 from ..outputs.progress import ProgressLog
 from ..outputs.schema import printable
 from ..outputs.sinks import (
@@ -179,7 +180,11 @@ def register(app: typer.Typer) -> None:
             None, "--image-csv", help="Also write one row per image (exam, view, file, "
             "benign, malignant) for per-image models: gmic, image-wise."),
         save_heatmaps: Path | None = typer.Option(
-            None, "--save-heatmaps", help="Also write heatmaps (arrays + PNG overlays) here."),
+            None, "--save-heatmaps", help="Also write per-image maps here, one folder per "
+            "exam: DMV-CNN heatmaps or GMIC saliency maps (arrays, PNG figures, index JSON)."),
+        preview: Path | None = typer.Option(
+            None, "--preview", help="Also write one picture per exam here (<exam_id>.png): "
+            "the four views as hung, with heatmap or saliency, and the probabilities."),
         weights_dir: Path | None = typer.Option(
             None, "--weights-dir", help="Folder holding the weight files under their official "
             "names (default: the cache, downloaded on first use)."),
@@ -300,10 +305,6 @@ def register(app: typer.Typer) -> None:
         config = with_trained_sizes(config, pipeline_config, weights_dir,
                                     parse_weight_overrides(weights))
         chosen = choose_variants(model, preset.variants, preset.gmic_models)
-        if save_heatmaps is not None and family_of(model) is Family.GMIC:
-            raise ConfigError("--save-heatmaps is for the DMV-CNN models for now",
-                              hint="GMIC's patch boxes and attention are in each image's "
-                              "outputs of the result")
         dicom = DicomOptions(voi=voi, allow_synthetic=allow_synthetic,
                              allow_for_processing=allow_for_processing,
                              allow_secondary_capture=allow_secondary_capture,
@@ -341,11 +342,8 @@ def register(app: typer.Typer) -> None:
                     headers_for=run.headers_for, uid_root=uid_root, overwrite=overwrite,
                     resume=resume, heatmaps=dicom_heatmaps is DicomHeatmaps.SEG))
             outputs = Outputs.open(sinks, planned)
-            heat = None
-            if save_heatmaps is not None:
-                heat = HeatmapFolders(save_heatmaps, "--save-heatmaps", overwrite=overwrite,
-                                      resume=resume)
-                heat.plan(planned)
+            heat = picture_writers(save_heatmaps, preview, planned, overwrite=overwrite,
+                                   resume=resume)
             log_file = (ProgressLog(progress_json, len(planned), already_done=run.already_done)
                         if progress_json is not None else None)
             locate = weights_locator(weights_dir, parse_weight_overrides(weights),

@@ -45,7 +45,14 @@ from ..vocabulary import (
     weight_file,
 )
 from ..weights.fetch import weights_used
-from .gmic_inference import load_gmic_members, patch_boxes, predict_images, to_precision
+from .gmic_inference import (
+    ImageSaliency,
+    image_saliency,
+    load_gmic_members,
+    patch_boxes,
+    predict_images,
+    to_precision,
+)
 
 MEMBER_OF: dict[Variant, int] = {variant: index for index, variant in GMIC_MEMBERS.items()}
 BATCH = 4  # images per forward pass: the four views of an exam, memory bounded beyond that
@@ -59,7 +66,9 @@ class Gmic:
     name = Family.GMIC
     kinds = (ModelKind.GMIC,)
     variants = tuple(GMIC_MEMBERS.values())  # every member: the authors' 5-model ensemble
-    exports: frozenset[Export] = frozenset()  # TODO(gmic2): saliency figure under --save-heatmaps
+    # Saliency maps, patches and window geometry per image, for --save-heatmaps and --preview:
+    # already computed for the prediction, so asking for them costs only the copies.
+    exports: frozenset[Export] = frozenset({Export.SALIENCY})
 
     def weight_files(self, kind: ModelKind, variants: tuple[Variant, ...],
                      exports: frozenset[Export] = frozenset()) -> list[str]:
@@ -131,15 +140,19 @@ class GmicModels:
         return Variant.GMIC_ENSEMBLE
 
     def predict_images(self, images: Sequence[PreparedImage],
+                       saliency: list[ImageSaliency] | None = None,
                        ) -> tuple[dict[Variant, np.ndarray], list[dict[str, JsonValue]]]:
         """Images (any views) -> per variant the (N, 2) y_fusion of each member and, with
         several members, their mean (`gmic_ensemble`); per image each member's patches
-        (original-image boxes, attention), y_global and y_local, keyed by member index."""
+        (original-image boxes, attention), y_global and y_local, keyed by member index.
+        `saliency`, when given, receives per image its maps and window (`ImageSaliency`)."""
         y_fusion: dict[Variant, list[np.ndarray]] = {}
         extras: list[dict[str, JsonValue]] = [{} for _ in images]
         for start in range(0, len(images), BATCH):
             chunk = images[start:start + BATCH]
             ensemble, windows = predict_images(self.members, chunk)
+            if saliency is not None:
+                saliency.extend(image_saliency(ensemble, windows))
             for member, out in ensemble.members.items():
                 y_fusion.setdefault(GMIC_MEMBERS[member], []).extend(out.y_fusion.numpy())
                 for i, (image, window) in enumerate(zip(chunk, windows, strict=True)):
@@ -161,7 +174,9 @@ class GmicModels:
         """No random numbers: GMIC's window has no noise and no test-time augmentation."""
         del rng, config
         views = [view for view in VIEWS if view in prepared]
-        y_fusion, extras = self.predict_images([img for v in views for img in prepared[v]])
+        maps: list[ImageSaliency] | None = [] if Export.SALIENCY in exports else None
+        y_fusion, extras = self.predict_images([img for v in views for img in prepared[v]],
+                                               maps)
         per_image: dict[View, list[ImageOutput]] = {}
         per_view: dict[Variant, dict[View, np.ndarray]] = {v: {} for v in y_fusion}
         at = 0
@@ -183,4 +198,9 @@ class GmicModels:
                            "order: box = [top, bottom, left, right] half-open in the stored "
                            "image, clipped to it (empty when the patch lies in the padding)",
         }
-        return Inference(predictions, self.primary, per_image, {}, [], outputs, tta=0)
+        exported: dict[Export, object] = {}
+        if maps is not None:  # per view, in the order of its prepared images
+            starts = np.cumsum([0] + [len(prepared[v]) for v in views])
+            exported[Export.SALIENCY] = {view: maps[starts[k]:starts[k + 1]]
+                                         for k, view in enumerate(views)}
+        return Inference(predictions, self.primary, per_image, exported, [], outputs, tta=0)

@@ -9,7 +9,7 @@ outputs in float32.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,43 @@ from ..preprocess.prepare import PreparedImage
 class GMICEnsembleOutput:
     members: dict[int, GMICOutput]  # per member index, in call order
     y_fusion: torch.Tensor  # (N, 2): per image the mean of the members' y_fusion (NaN ignored)
+
+
+@dataclass(frozen=True)
+class MemberMaps:
+    """One member's view of one image, for pictures (`Export.SALIENCY`)."""
+
+    saliency: np.ndarray  # (2, 46, 30) float32 benign, malignant over the network window,
+    # canonical orientation (chest wall left), exactly the member's output
+    locations: torch.Tensor  # (K, 2) int64 upper-left window pixels of the patches
+    attention: np.ndarray  # (K,) float32, selection order
+
+
+@dataclass(frozen=True)
+class ImageSaliency:
+    """What GMIC hands the picture writers for one image: every member's maps and patches,
+    the window's geometry (its pixels dropped) and the prediction shown (the primary
+    variant's y_fusion: the ensemble mean, or the one member's)."""
+
+    window: GMICWindow  # pixels empty: only `pads` and `record` are kept
+    members: dict[int, MemberMaps]  # member index -> maps, in call order
+    probabilities: tuple[float, float]  # benign, malignant
+
+
+def image_saliency(ensemble: GMICEnsembleOutput, windows: Sequence[GMICWindow],
+                   ) -> list[ImageSaliency]:
+    """Per image of a batch, its maps, patches and window geometry."""
+    out = []
+    for i, window in enumerate(windows):
+        members = {m: MemberMaps(saliency=o.saliency[i].numpy().astype(np.float32, copy=True),
+                                 locations=o.patch_locations[i].clone(),
+                                 attention=o.attention[i].numpy().astype(np.float32, copy=True))
+                   for m, o in ensemble.members.items()}
+        fusion = ensemble.y_fusion[i]
+        out.append(ImageSaliency(
+            window=replace(window, pixels=np.empty((0, 0), np.float32)), members=members,
+            probabilities=(float(fusion[0]), float(fusion[1]))))
+    return out
 
 
 def load_gmic_members(paths: Mapping[int, Path]) -> dict[int, GMIC]:

@@ -20,7 +20,7 @@ from matplotlib.colors import Colormap, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..families.gmic_inference import GMICEnsembleOutput, patch_boxes
+from ..families.gmic_inference import GMICEnsembleOutput, ImageSaliency, patch_boxes
 from ..models.gmic import GMICOutput
 from ..preprocess.gmic import GMICWindow
 from ..preprocess.prepare import PreparedImage
@@ -67,6 +67,25 @@ def image_result(output: GMICOutput | GMICEnsembleOutput, index: int,
         attention=one.attention[index].detach().float().cpu().numpy(),
         probabilities=(float(fusion[0]), float(fusion[1])),
         source=source)
+
+
+def exported_result(saliency: ImageSaliency, member: int | None = None) -> GMICImageResult:
+    """What the figure shows from the family's export (`Export.SALIENCY`): the prediction of
+    the run's primary variant; maps and patches of `member`, default the first run."""
+    chosen = member if member is not None else next(iter(saliency.members))
+    maps = saliency.members[chosen]
+    names = ", ".join(str(m) for m in saliency.members)
+    source = (f"ensemble of members {names}; maps and patches: member {chosen}"
+              if len(saliency.members) > 1 else f"member {chosen}")
+    return GMICImageResult(saliency=maps.saliency, locations=maps.locations,
+                           attention=maps.attention, probabilities=saliency.probabilities,
+                           source=source)
+
+
+def window_extent(image: PreparedImage, window: GMICWindow) -> tuple[float, float, float, float]:
+    """(left, right, bottom, top) of the network window in stored-image pixels (it may reach
+    past the image into the zero padding)."""
+    return _window_extent(image, window)
 
 
 def _window_extent(image: PreparedImage, window: GMICWindow) -> tuple[float, float, float, float]:

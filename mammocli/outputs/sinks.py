@@ -23,13 +23,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from filelock import FileLock, Timeout
 
 from ..errors import ConfigError, OutputError
 from ..io.csv_tables import read_records
 from ..io.exam import ExamSource
+from ..vocabulary import PICTURE_EXPORT, Export, Family
 from .files import (
     atomic_write_text,
     check_distinct,
@@ -575,6 +576,14 @@ def result_sink(output: str | None, single: bool, *, overwrite: bool, resume: bo
 
 # --- heatmap folders ---------------------------------------------------------------------------
 
+class ExamWriter(Protocol):
+    """Writes pictures of each computed exam (`HeatmapFolders`, `preview.PreviewFolder`):
+    `exports` names what it needs the family to hand out; `write` runs as the exam finishes."""
+
+    def exports(self, family: Family) -> frozenset[Export]: ...
+    def write(self, planned: PlannedExam, output: ExamOutput) -> object: ...
+
+
 class HeatmapFolders:
     """`--save-heatmaps DIR` / `heatmaps -o DIR`: one `<stem>/` folder per exam, moved into place
     whole (a reader never sees half an exam's heatmaps)."""
@@ -595,6 +604,10 @@ class HeatmapFolders:
 
     def folder(self, planned: PlannedExam) -> Path:
         return self.path / planned.stem
+
+    def exports(self, family: Family) -> frozenset[Export]:
+        """The family's per-image maps: DMV-CNN heatmaps, GMIC saliency (`PICTURE_EXPORT`)."""
+        return frozenset({PICTURE_EXPORT[family]})
 
     def write(self, planned: PlannedExam, output: ExamOutput) -> Path:
         """Write one exam's heatmaps into a temporary folder beside the target, then move it
