@@ -40,6 +40,7 @@ from .outputs.sinks import (
 from .parallel import PredictorSpec, parse_devices, run_exams_on_devices
 from .reporting import log
 from .vocabulary import Export, Family, ModelKind, Precision, Variant, family_of, parse_variant
+from .weights.card import with_trained_sizes
 from .weights.overrides import weights_locator
 
 __all__ = [
@@ -368,8 +369,11 @@ def predict(path: str | Path, *, family: Family | str | None = None,
         if config.tta < 0:
             raise ConfigError("tta must be 0 (no augmentation) or a positive number of draws")
     else:  # a YAML file of pipeline sizes (e.g. examples/small_pipeline.yaml), or the paper's
-        config = load_pipeline_config(Path(config) if config is not None else None, tta=tta,
-                                      seed=seed)
+        config_file = Path(config) if config is not None else None
+        config = load_pipeline_config(config_file, tta=tta, seed=seed)
+        # A training export's model_card.json says the sizes it was trained at, as for the CLI.
+        config = with_trained_sizes(config, config_file,
+                                    Path(weights_dir) if weights_dir else None, {})
     try:
         chosen = None if variants is None else tuple(
             v if isinstance(v, Variant) else parse_variant(v) for v in variants)

@@ -122,3 +122,21 @@ def test_weights_dir_must_be_a_folder(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="is not a folder") as err:
         resolve_weights("patch", weights_dir=tmp_path / "nowhere")
     assert err.value.exit_code == 4
+
+
+def test_the_python_api_reads_the_card_too(tmp_path: Path, mirror: Path) -> None:
+    """`mammocli.predict(weights_dir=EXPORT)` runs at the card's sizes, as the CLI does."""
+    import mammocli
+    from mammocli.outputs.schema import to_json
+
+    export = _export(tmp_path / "export", mirror / PATCH, **{**SMALL, "crop_buffer": 25})
+    exam = write_exam(tmp_path / "exam", shape=(200, 150), seed=2)
+    cli = _predict(exam, "--weights-dir", export, "--variants", "image-only")
+    [record] = mammocli.predict(exam, weights_dir=export, variants=["image-only"], tta=1,
+                                device="cpu")
+    assert record.status == "ok"
+    api = json.loads(to_json(record))
+    crops = [[img["crop_window"] for images in r["views"].values() for img in images]
+             for r in (cli, api)]
+    assert crops[0] == crops[1]
+    assert api["predictions"] == cli["predictions"]
