@@ -4,11 +4,14 @@ in the JSON, the report and as dots on the ROC; refused for other weights (issue
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from mammocli.analysis.curves import roc_figure, summarize
@@ -218,3 +221,34 @@ def test_at_threshold_keeps_the_threshold_and_resamples_the_labels() -> None:
     # a threshold above every score flags nothing: no PPV, recall rate 0
     none = at_threshold(y, s, groups, float(s.max()) + 1, target, "exam", n_bootstrap=20)
     assert none.ppv is None and none.recall_rate.estimate == 0.0 and none.tp == 0
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless render needs Debian's `chromium` "
+                                                 "(apt-get install chromium); not in CI")
+def test_the_report_evaluate_writes_renders_in_headless_chromium(
+        fitted: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    site_path, results, labels = fitted
+    report = tmp_path / "report.html"
+    r = runner.invoke(app, ["evaluate", "--predictions", str(results), "--labels", str(labels),
+                            "--site", str(site_path), "--n-bootstrap", "50", "-q",
+                            "--report", str(report)])
+    assert r.exit_code == 0, r.stderr
+    shot = tmp_path / "shot.png"
+    subprocess.run([str(_chromium()), "--headless", "--no-sandbox", "--disable-gpu",
+                    "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+                    "--window-size=1280,2400", f"--screenshot={shot}", report.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64)
+    assert rgb.shape == (2400, 1280, 3)
+    grey = rgb.mean(axis=2)
+    # not blank: text, tables and figures over much of the page, not one colour
+    assert grey.std() > 20 and (grey < 128).any(axis=1).mean() > 0.3
+    # the figures rendered (a missing image shows no colour): the curves' default blue
+    # (matplotlib's C0, #1f77b4) and orange (C1, #ff7f0e) lines, bands and dots
+    for colour in ((31, 119, 180), (255, 127, 14)):
+        near = (np.abs(rgb - np.array(colour)).max(axis=2) < 40).sum()
+        assert near > 500, colour
