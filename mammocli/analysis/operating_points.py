@@ -11,10 +11,14 @@ threshold sits just above the highest score and flags nothing.
 The CIs include the threshold's own uncertainty: each bootstrap resample (of exams, both breasts
 together) chooses its own threshold by the same rule, then measures sensitivity, specificity,
 PPV and recall rate on itself. Resamples with one class only are dropped and counted.
+
+`at_threshold` measures a threshold chosen elsewhere (a site file's) on other labels: there the
+threshold is fixed in every resample, so the CIs are those of the new labels only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -134,6 +138,34 @@ def operating_point(y: NDArray[np.integer], scores: FloatArray, groups: list[str
     """The operating point for `target` on per-case labels and scores; `groups` holds the exam
     of each case (the resampling unit)."""
     target.check()
+    return _measure(y, scores, groups, lambda ys, ss: _choose(ys, ss, target), target, level,
+                    n_bootstrap, seed, ci_level)
+
+
+def at_threshold(y: NDArray[np.integer], scores: FloatArray, groups: list[str],
+                 threshold: float, target: Target, level: Level,
+                 n_bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
+                 ci_level: float = metrics.DEFAULT_CI_LEVEL) -> OperatingPoint:
+    """A stored operating point (a site file's `threshold`, chosen for `target` elsewhere)
+    measured on these cases. The threshold stays fixed in every resample (it is given, not
+    chosen here), so the CIs are those of these labels and the threshold has none."""
+    def fixed(ys: NDArray[np.integer], ss: FloatArray) -> _Chosen:
+        flagged = ss >= threshold
+        tp = (flagged & (ys == 1)).sum(axis=1).astype(np.float64)
+        n1 = ys.sum(axis=1).astype(np.float64)
+        return _Chosen(threshold=np.full(len(ys), threshold), tp=tp,
+                       fp=flagged.sum(axis=1) - tp, n1=n1, n0=ys.shape[1] - n1)
+
+    return _measure(y, scores, groups, fixed, target, level, n_bootstrap, seed, ci_level,
+                    fixed_threshold=True)
+
+
+def _measure(y: NDArray[np.integer], scores: FloatArray, groups: list[str],
+             choose: Callable[[NDArray[np.integer], FloatArray], _Chosen], target: Target,
+             level: Level, n_bootstrap: int, seed: int, ci_level: float,
+             fixed_threshold: bool = False) -> OperatingPoint:
+    """Apply `choose` (a batch rule: threshold and counts per row) to the cases and to each
+    resample of exams; estimates with percentile CIs."""
     y = np.asarray(y, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
     n = len(y)
@@ -141,7 +173,7 @@ def operating_point(y: NDArray[np.integer], scores: FloatArray, groups: list[str
     if n_pos in (0, n):
         raise InputError(f"{level}-level labels hold one class only ({n_pos} positive of {n})",
                          hint="an operating point needs malignant and non-malignant cases")
-    point = _choose(y[None, :], s[None, :], target)
+    point = choose(y[None, :], s[None, :])
     rates = {k: float(v[0]) for k, v in _rates(point, n).items()}
     draws: dict[str, FloatArray] | None = None
     skipped = 0
@@ -150,15 +182,14 @@ def operating_point(y: NDArray[np.integer], scores: FloatArray, groups: list[str
         chunk = max(1, 2_000_000 // n)
         parts: list[dict[str, FloatArray]] = []
         for rows in metrics._resample_rows(group_ids, n_bootstrap, seed, chunk):
-            ys = y[rows]
-            ch = _choose(ys, s[rows], target)
+            ch = choose(y[rows], s[rows])
             valid = (ch.n1 > 0) & (ch.n0 > 0)
             skipped += int((~valid).sum())
             parts.append({k: v[valid] for k, v in _rates(ch, n).items()})
         draws = {k: np.concatenate([p[k] for p in parts]) for k in rates}
 
     def est(name: str) -> Estimate:
-        if draws is None:
+        if draws is None or (fixed_threshold and name == "threshold"):
             return Estimate(estimate=rates[name])
         d = draws[name]
         return metrics.estimate(rates[name], d[~np.isnan(d)], ci_level)  # PPV: none flagged

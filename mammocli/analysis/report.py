@@ -92,6 +92,9 @@ class ReportInputs:
     evaluation: Evaluated | None = None
     calibration: CalibrationReport | None = None
     operating_points: Sequence[OperatingPoint] = ()
+    # where the points came from, e.g. a site file's thresholds measured on these labels
+    operating_points_note: str = ""
+    fitted_points: Sequence[OperatingPoint] = ()  # the same points where the site was fitted
     shift: ShiftReport | None = None
     readers: Sequence[ReaderPoint] = ()  # exam-level radiologists' reads, beside the model
     sources: dict[str, str] = field(default_factory=dict)  # e.g. {"predictions": "run.jsonl"}
@@ -181,17 +184,27 @@ def _calibration_section(c: CalibrationReport) -> str:
             + '<div class="figs">' + _img(png, "reliability diagram") + "</div>")
 
 
-def _operating_points_section(ops: Sequence[OperatingPoint]) -> str:
-    rows = [[_e(o.level), _e(o.target.name), _est(o.threshold, 4),
+def _points_rows(ops: Sequence[OperatingPoint]) -> list[list[str]]:
+    return [[_e(o.level), _e(o.target.name), _est(o.threshold, 4),
              _opt(o.calibrated_threshold, ".4f"), _est(o.sensitivity), _est(o.specificity),
              _est(o.ppv), _est(o.recall_rate), f"{o.tp}/{o.fp}/{o.tn}/{o.fn}"] for o in ops]
+
+
+_POINTS_HEADER = ["level", "target", "threshold [CI]", "calibrated threshold",
+                  "sensitivity [CI]", "specificity [CI]", "PPV [CI]", "recall rate [CI]",
+                  "TP/FP/TN/FN"]
+
+
+def _operating_points_section(ops: Sequence[OperatingPoint], note: str = "",
+                              fitted: Sequence[OperatingPoint] = ()) -> str:
+    meta = _e(note) if note else ("flag when score &gt;= threshold; the CIs re-choose the "
+                                  "threshold in every resample, so they include its own "
+                                  "uncertainty.")
     return ("<h2>Operating points</h2>"
-            '<p class="meta">flag when score &gt;= threshold; the CIs re-choose the threshold in '
-            "every resample, so they include its own uncertainty.</p>"
-            + _table("operating points", ["level", "target", "threshold [CI]",
-                                          "calibrated threshold", "sensitivity [CI]",
-                                          "specificity [CI]", "PPV [CI]", "recall rate [CI]",
-                                          "TP/FP/TN/FN"], rows, left=2))
+            f'<p class="meta">{meta}</p>'
+            + _table("operating points", _POINTS_HEADER, _points_rows(ops), left=2)
+            + (_table("the same points where the site file was fitted", _POINTS_HEADER,
+                      _points_rows(fitted), left=2) if fitted else ""))
 
 
 def _shift_section(s: ShiftReport) -> str:
@@ -231,7 +244,9 @@ def report_html(inputs: ReportInputs, title: str = "mammocli evaluation",
     if inputs.calibration is not None:
         body.append(_calibration_section(inputs.calibration))
     if inputs.operating_points:
-        body.append(_operating_points_section(inputs.operating_points))
+        body.append(_operating_points_section(inputs.operating_points,
+                                              inputs.operating_points_note,
+                                              inputs.fitted_points))
     if inputs.shift is not None:
         body.append(_shift_section(inputs.shift))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

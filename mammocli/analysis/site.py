@@ -13,6 +13,7 @@ A site file fitted on a predictions CSV names no weights, so it can report but n
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -194,40 +195,46 @@ def load_site(path: Path) -> SiteFile:
     return site
 
 
-def read_model_identity(path: Path) -> ModelIdentity | None:
-    """The model of the results under `path` (a result file or a folder of them); None for a CSV.
-
-    Every successful result must come from the same family, variant and weights."""
+def iter_results(path: Path) -> Iterator[tuple[str, PredictionResult]]:
+    """("file, line N", result) for each successful, valid result under `path` (a result file
+    or a folder of them); nothing for a CSV. Invalid lines are skipped: load_predictions
+    reports them, with their line."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in RESULT_SUFFIXES)
         base = path
     elif path.suffix.lower() in RESULT_SUFFIXES:
         files, base = [path], path.parent
     else:
-        return None
-    found: ModelIdentity | None = None
-    first_where = ""
+        return
     for file in files:
         name = str(file.relative_to(base))
         for line, obj in _json_objects(file):
             if not isinstance(obj, dict) or obj.get("status") == "failed":
                 continue
             try:
-                result = PredictionResult.model_validate(obj)
+                yield f"{name}, line {line}", PredictionResult.model_validate(obj)
             except ValidationError:
-                continue  # load_predictions reports it, with its line
-            identity = ModelIdentity(
-                family=result.family.value, kind=result.model.value,
-                variant=result.primary_variant.value,
-                weights=sorted((WeightRef(name=w.name, sha256=w.sha256) for w in result.weights),
-                               key=lambda w: w.name))
-            if found is None:
-                found, first_where = identity, f"{name}, line {line}"
-            elif identity != found:
-                raise InputError(
-                    f"{name}, line {line}: from another model or other weights than "
-                    f"{first_where}",
-                    hint="calibrate the results of one model and one set of weights at a time")
+                continue
+
+
+def read_model_identity(path: Path) -> ModelIdentity | None:
+    """The model of the results under `path` (a result file or a folder of them); None for a CSV.
+
+    Every successful result must come from the same family, variant and weights."""
+    found: ModelIdentity | None = None
+    first_where = ""
+    for where, result in iter_results(path):
+        identity = ModelIdentity(
+            family=result.family.value, kind=result.model.value,
+            variant=result.primary_variant.value,
+            weights=sorted((WeightRef(name=w.name, sha256=w.sha256) for w in result.weights),
+                           key=lambda w: w.name))
+        if found is None:
+            found, first_where = identity, where
+        elif identity != found:
+            raise InputError(
+                f"{where}: from another model or other weights than {first_where}",
+                hint="calibrate the results of one model and one set of weights at a time")
     return found
 
 

@@ -22,8 +22,14 @@ from ..analysis.metrics import DEFAULT_RESAMPLES
 from ..analysis.predictions import ModelScores, load_predictions
 from ..analysis.report import ReportInputs, evaluation_cases, write_report
 from ..analysis.shift import ShiftReport
-from ..analysis.site_evaluation import parse_fields, reliability, shift_by_header
-from ..analysis.tables import Columns, read_labels
+from ..analysis.site_evaluation import (
+    SitePoints,
+    parse_fields,
+    reliability,
+    shift_by_header,
+    site_points,
+)
+from ..analysis.tables import read_labels
 from ..console import cell, log
 from .columns import (
     BootstrapOption,
@@ -95,6 +101,11 @@ def register(app: typer.Typer) -> None:
             "--report", dir_okay=False, help="Write one self-contained HTML report (tables, "
                                              "ROC, PR, reliability, subgroup forest plot).")
         ] = None,
+        site: Annotated[Path | None, typer.Option(
+            "--site", exists=True, dir_okay=False,
+            help="site.json of `mammocli calibrate`: its operating points at their thresholds "
+                 "on these labels (default: the flags of results of predict --site).")
+        ] = None,
         score: ScoreOption = ScoreChoice.auto,
         overwrite: Annotated[bool, typer.Option(
             "--overwrite", help="Replace existing output files.")] = False,
@@ -126,16 +137,23 @@ def register(app: typer.Typer) -> None:
             log.warning("%d labelled exams have no predictions",
                         len(r.labelled_exams_without_predictions))
         shift = shift_by_header(ev, preds, fields) if fields else None
+        raw = load_predictions(predictions, columns, "raw") if preds.calibrated else preds
+        points, notes = site_points(ev, raw, predictions, site)
+        for w in notes:
+            log.warning(w)
+        ops = points.points if points is not None else []
         if plots is not None:
-            roc, pr = roc_pr_pngs(evaluation_cases(ev), (), n_bootstrap, seed, r.ci_level)
+            roc, pr = roc_pr_pngs(evaluation_cases(ev, ops), (), n_bootstrap, seed, r.ci_level)
             write_file(plots / "roc.png", roc)
             write_file(plots / "pr.png", pr)
         if metarepo_csv is not None:
             write_file(metarepo_csv, metarepo_breast_csv(ev))
         if report is not None:
-            _write_report(report, ev, preds, predictions, labels, shift, columns, seed)
+            _write_report(report, ev, preds, raw, predictions, labels, shift, points, seed)
         if not quiet:
             print_wide(report_table(r))
+            if points is not None:
+                print_wide(points_table(points))
             if shift is not None:
                 print_wide(shift_table(shift))
         if shift is not None:
@@ -147,19 +165,42 @@ def register(app: typer.Typer) -> None:
         doc = json.loads(r.model_dump_json())
         if shift is not None:
             doc["shift"] = json.loads(shift.model_dump_json())
+        if points is not None:
+            doc["operating_points"] = json.loads(points.model_dump_json())
         emit(json.dumps(doc, indent=2), output)
 
 
-def _write_report(path: Path, ev: Evaluated, preds: ModelScores, predictions: Path,
-                  labels: Path, shift: ShiftReport | None, columns: Columns, seed: int) -> None:
-    raw = load_predictions(predictions, columns, "raw") if preds.calibrated else None
+def _write_report(path: Path, ev: Evaluated, preds: ModelScores, raw: ModelScores,
+                  predictions: Path, labels: Path, shift: ShiftReport | None,
+                  points: SitePoints | None, seed: int) -> None:
     calibration, why = reliability(ev, raw, preds.calibrated, seed=seed)
     if why is not None:
         log.warning(why)
     write_report(path, ReportInputs(
         evaluation=ev, calibration=calibration, shift=shift,
+        operating_points=points.points if points is not None else (),
+        operating_points_note="" if points is None else _points_note(points),
+        fitted_points=points.fitted if points is not None else (),
         sources={"predictions": predictions.name, "labels": labels.name,
                  "scores": preds.source}))
+
+
+def _points_note(p: SitePoints) -> str:
+    return (f"the operating points of {p.source}, each at its stored threshold (on the raw "
+            "probability; flag when score >= threshold), measured on these labels: the "
+            "threshold is fixed, so the CIs are those of these exams only.")
+
+
+def points_table(p: SitePoints) -> Table:
+    table = Table(title=cell(f"operating points of {p.source} on these labels"))
+    for col in ("level", "target", "threshold", "sensitivity", "specificity", "PPV",
+                "recall rate"):
+        table.add_column(col, justify="right")
+    for op in p.points:
+        table.add_row(op.level, cell(op.target.name), f"{op.threshold.estimate:.4g}",
+                      _fmt(op.sensitivity), _fmt(op.specificity),
+                      _fmt(op.ppv) if op.ppv else "-", _fmt(op.recall_rate))
+    return table
 
 
 def shift_table(s: ShiftReport) -> Table:
