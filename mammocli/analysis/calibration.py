@@ -47,7 +47,10 @@ def logit(p: FloatArray) -> FloatArray:
 
 
 def sigmoid(x: FloatArray) -> FloatArray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64))))
+    # exp of -|x| only: a steep fit (near-constant scores) must not overflow and warn.
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.asarray(np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
 
 
 class LogisticFit(BaseModel):
