@@ -74,6 +74,8 @@ class SourceHeatmaps:
     side: Side
     benign: np.ndarray  # float32, (Rows, Columns) of the source, 0 outside the crop
     malignant: np.ndarray
+    image: np.ndarray | None = None  # the crop the model read, same grid (for pictures)
+    chest_wall_right: bool = False  # as stored: the image was flipped for the model
 
 
 def to_source_geometry(heatmap: np.ndarray, image: PreparedImage,
@@ -107,7 +109,9 @@ def source_heatmaps(prepared: Mapping[View, Sequence[PreparedImage]],
             out.append(SourceHeatmaps(
                 name, image.view.side,
                 to_source_geometry(maps.benign, image, shape),
-                to_source_geometry(maps.malignant, image, shape)))
+                to_source_geometry(maps.malignant, image, shape),
+                to_source_geometry(image.pixels, image, shape),
+                image.orientation.needs_flip))
     return out
 
 
