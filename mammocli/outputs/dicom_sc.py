@@ -82,7 +82,7 @@ def build_heatmap_sc(source: Dataset, maps: SourceHeatmaps, which: Map, *, algor
     heat = maps.malignant if which == "malignant" else maps.benign
     grey = maps.image if maps.image is not None else np.zeros_like(heat)
     label = f"{algorithm} {which} heatmap"
-    rgb = burn_in(overlay_rgb(grey, heat, HUES[which]), [NOTICE, label],
+    rgb = burn_in(overlay_rgb(grey, heat, HUES[which]), [NOTICE, f"{which} heatmap"],
                   chest_wall_right=maps.chest_wall_right)
     header = _with_type2(source)
     orientation = header.get("PatientOrientation") or None
