@@ -22,7 +22,7 @@ highdicom's), and SourceImageSequence references the source instance.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import highdicom as hd
 import numpy as np
@@ -49,7 +49,8 @@ def overlay_rgb(grey: np.ndarray, heat: np.ndarray, hue: tuple[int, int, int]) -
     alpha = (np.clip(heat, 0.0, 1.0) * ALPHA_MAX).astype(np.float32)[..., None]
     colour = np.asarray(hue, np.float32)
     rgb = shade[..., None] * (1.0 - alpha) + colour * alpha
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return out
 
 
 def burn_in(rgb: np.ndarray, lines: Sequence[str], *, chest_wall_right: bool) -> np.ndarray:
@@ -92,7 +93,9 @@ def build_heatmap_sc(source: Dataset, maps: SourceHeatmaps, which: Map, *, algor
         bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=series_uid,
         series_number=SC_SERIES_NUMBER, sop_instance_uid=new_uid(uid_root),
         instance_number=instance_number, manufacturer=MANUFACTURER,
-        pixel_spacing=tuple(float(v) for v in spacing) if spacing else None,
+        # highdicom's annotation says tuple[int, int]; the standard's DS values are floats
+        pixel_spacing=cast("tuple[int, int]", (float(spacing[0]), float(spacing[1])))
+        if spacing else None,
         laterality=header.get("ImageLaterality") or header.get("Laterality") or None,
         patient_orientation=tuple(orientation) if orientation and len(orientation) == 2
         else None,
