@@ -231,6 +231,28 @@ def test_a_secondary_capture_of_the_benign_map_is_green_and_labelled(tmp_path: P
     assert peak(hue_excess(sc, 1)) == (200, 60) and hue_excess(sc, 0).max() <= 0
 
 
+def test_highdicom_rereads_the_segmentation_when_the_source_has_a_breast_thickness(
+        tmp_path: Path) -> None:
+    import highdicom as hd
+
+    path, header = lesion_image(tmp_path, "L", "CC", (230, 70))
+    image = prepared(path, View.L_CC)
+    heat = canonical_lesion_heatmap(image)
+    [maps] = source_heatmaps({View.L_CC: [image]}, {View.L_CC: [_Maps(heat * 0.5, heat)]},
+                             {path.name: header})
+    header.BodyPartThickness = 52
+    seg = build_heatmap_seg(header, maps, algorithm="m", version="0", parameters=[],
+                            series_uid=generate_uid(), instance_number=1)
+    from io import BytesIO
+
+    read = hd.seg.segread(BytesIO(seg_bytes(seg)))
+    measures = read.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == 52.0
+    pixels = read.get_pixels_by_source_instance([header.SOPInstanceUID], segment_numbers=[2])
+    assert pixels.shape == (1, 400, 300, 1)
+    assert peak(pixels[0, :, :, 0]) == (230, 70)
+
+
 def test_a_heatmap_that_does_not_fit_the_header_geometry_is_refused(tmp_path: Path) -> None:
     from mammocli.errors import InputError
 
