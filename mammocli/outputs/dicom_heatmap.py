@@ -16,8 +16,9 @@ and items in the dimension index sequence`. Without a coordinate system highdico
 FrameLabel dimension index (image.py, `_DimensionIndexSequence`) but, since a Parametric Map
 passes its value mappings as non-indexed channels, gives the frames empty
 DimensionIndexValues; `plane_positions=` is refused for such a source ("may not be
-specified"), and making up an ImagePositionPatient would invent a geometry. A Segmentation of a 2D image is the path highdicom and the viewers (OHIF's and the
-Stone Web Viewer's DICOM SEG support) handle, referenced to its source image frame by frame.
+specified"), and making up an ImagePositionPatient would invent a geometry. A
+Segmentation of a 2D image is the path highdicom and the viewers (OHIF's and the Stone Web
+Viewer's DICOM SEG support) handle, referenced to its source image frame by frame.
 
 Registration: the Segmentation has the source image's Rows and Columns, its PixelSpacing (when
 the source has one), its FrameOfReferenceUID (when it has one), and references it in the
