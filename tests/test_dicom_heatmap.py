@@ -1,4 +1,5 @@
-"""Heatmaps as DICOM Segmentations registered to their source mammograms (issue 15).
+"""Heatmaps as DICOM Segmentations registered to their source mammograms, and as colour
+Secondary Captures in the source's geometry (issue 15).
 
 Tolerance of the peak checks: 0 pixels. The Segmentation holds the heatmap at the source
 image's own resolution (the patch average is defined per pixel; nothing is resampled), so the
@@ -36,12 +37,21 @@ from mammocli.outputs.dicom_heatmap import (
     to_source_geometry,
     write_seg,
 )
+from mammocli.outputs.dicom_sc import (
+    HUES,
+    NOTICE,
+    SC_SERIES_DESCRIPTION,
+    build_heatmap_sc,
+    heatmap_scs,
+    overlay_rgb,
+)
 from mammocli.outputs.dicom_sr import LATERALITY
 from mammocli.preprocess.prepare import PreparedImage, prepare_image
 from mammocli.views import Side, View
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 runner = CliRunner()
 
 
@@ -155,6 +165,94 @@ def test_the_segmentation_has_the_source_geometry_and_references_it(tmp_path: Pa
     assert values["benign"].max() == pytest.approx(0.2, abs=1 / 255)
 
 
+def hue_excess(sc: pydicom.Dataset, channel: int) -> np.ndarray:
+    """How much `channel` (0 red, 1 green) of an RGB picture exceeds the other two: the heat's
+    colour over a grey (R = G = B) image; 0 on grey and on the white/black burned-in text."""
+    rgb = sc.pixel_array.astype(np.int32)
+    others = [c for c in range(3) if c != channel]
+    return rgb[..., channel] - rgb[..., others].max(axis=-1)
+
+
+@pytest.mark.parametrize(("laterality", "view", "lesion", "flipped"), [
+    ("L", "CC", (230, 70), False),
+    ("R", "MLO", (150, 240), True),
+])
+def test_the_secondary_capture_has_the_source_geometry_and_its_hottest_pixel_on_the_lesion(
+        tmp_path: Path, laterality: str, view: str, lesion: tuple[int, int],
+        flipped: bool) -> None:
+    path, header = lesion_image(tmp_path, laterality, view, lesion)
+    image = prepared(path, View(f"{laterality}-{view}"))
+    assert image.orientation.needs_flip is flipped
+    heat = canonical_lesion_heatmap(image)
+    [maps] = source_heatmaps({image.view: [image]}, {image.view: [_Maps(heat * 0.4, heat)]},
+                             {path.name: header})
+    series = generate_uid()
+    malignant, benign = (reread(sc) for sc in heatmap_scs(
+        header, maps, algorithm="mammocli dmv-cnn", version="9.9", series_uid=series,
+        first_instance=5))
+    for sc, number in ((malignant, 5), (benign, 6)):
+        assert sc.SOPClassUID == SC_CLASS and sc.PhotometricInterpretation == "RGB"
+        assert (sc.Rows, sc.Columns, sc.SamplesPerPixel) == (header.Rows, header.Columns, 3)
+        assert [float(v) for v in sc.PixelSpacing] == [float(v) for v in header.PixelSpacing]
+        [source] = sc.SourceImageSequence
+        assert source.ReferencedSOPInstanceUID == header.SOPInstanceUID
+        assert source.ReferencedSOPClassUID == header.SOPClassUID
+        assert sc.StudyInstanceUID == header.StudyInstanceUID
+        assert sc.SeriesInstanceUID == series != header.SeriesInstanceUID
+        assert sc.PatientID == header.PatientID and sc.InstanceNumber == number
+        assert sc.BurnedInAnnotation == "YES"
+        assert NOTICE in sc.SeriesDescription == SC_SERIES_DESCRIPTION
+        assert NOTICE in sc.ImageComments
+    # Overlaid on the source (same grid), the most coloured pixel is the lesion's centre.
+    red, green = hue_excess(malignant, 0), hue_excess(benign, 1)
+    assert peak(red) == lesion and peak(green) == lesion
+    assert red.max() > green.max() > 0  # opacity follows the probability (1.0 vs 0.4)
+    assert hue_excess(malignant, 1).max() <= 0  # the malignant picture has no green heat
+    # The notice is burned in at the top, on the side away from the chest wall (there the
+    # source is background): the only pixels that differ from the plain overlay.
+    assert maps.image is not None
+    plain = overlay_rgb(maps.image, maps.malignant, HUES["malignant"])
+    rows, cols = np.nonzero((malignant.pixel_array != plain).any(axis=-1))
+    assert len(rows) > 100 and rows.max() < 40
+    away = cols < header.Columns // 2 if flipped else cols >= header.Columns // 2
+    assert away.all()
+    assert (malignant.pixel_array[rows, cols] >= 250).all(axis=-1).any()  # white letters
+
+
+def test_a_secondary_capture_of_the_benign_map_is_green_and_labelled(tmp_path: Path) -> None:
+    path, header = lesion_image(tmp_path, "L", "MLO", (200, 60))
+    image = prepared(path, View.L_MLO)
+    heat = canonical_lesion_heatmap(image)
+    [maps] = source_heatmaps({View.L_MLO: [image]}, {View.L_MLO: [_Maps(heat, heat * 0)]},
+                             {path.name: header})
+    sc = reread(build_heatmap_sc(header, maps, "benign", algorithm="mammocli", version="0",
+                                 series_uid=generate_uid(), instance_number=1))
+    assert "benign heatmap" in sc.ImageComments and "benign" in sc.DerivationDescription
+    assert peak(hue_excess(sc, 1)) == (200, 60) and hue_excess(sc, 0).max() <= 0
+
+
+def test_highdicom_rereads_the_segmentation_when_the_source_has_a_breast_thickness(
+        tmp_path: Path) -> None:
+    import highdicom as hd
+
+    path, header = lesion_image(tmp_path, "L", "CC", (230, 70))
+    image = prepared(path, View.L_CC)
+    heat = canonical_lesion_heatmap(image)
+    [maps] = source_heatmaps({View.L_CC: [image]}, {View.L_CC: [_Maps(heat * 0.5, heat)]},
+                             {path.name: header})
+    header.BodyPartThickness = 52
+    seg = build_heatmap_seg(header, maps, algorithm="m", version="0", parameters=[],
+                            series_uid=generate_uid(), instance_number=1)
+    from io import BytesIO
+
+    read = hd.seg.segread(BytesIO(seg_bytes(seg)))
+    measures = read.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == 52.0
+    pixels = read.get_pixels_by_source_instance([header.SOPInstanceUID], segment_numbers=[2])
+    assert pixels.shape == (1, 400, 300, 1)
+    assert peak(pixels[0, :, :, 0]) == (230, 70)
+
+
 def test_a_heatmap_that_does_not_fit_the_header_geometry_is_refused(tmp_path: Path) -> None:
     from mammocli.errors import InputError
 
@@ -183,10 +281,12 @@ def test_predict_writes_segmentations_whose_peaks_match_the_saved_heatmaps_and_n
         "predict", str(exam), "--weights-dir", str(random_weights), "--pipeline-config",
         str(small_pipeline), "--tta", "1", "--variants", "image-and-heatmaps",
         "-o", str(tmp_path / "r.json"), "--dicom-out", f"{tmp_path / 'dcm'}/",
-        "--save-heatmaps", str(tmp_path / "heat")])
+        "--save-heatmaps", str(tmp_path / "heat"), "--dicom-heatmaps", "seg,sc"])
     assert result.exit_code == 0, result.stderr
     segs = sorted((tmp_path / "dcm").glob("*.seg.dcm"))
     assert len(segs) == 4 and len(list((tmp_path / "dcm").glob("*.sr.dcm"))) == 1
+    scs = [pydicom.dcmread(p) for p in sorted((tmp_path / "dcm").glob("*.sc.dcm"))]
+    assert len(scs) == 8
     [folder] = (tmp_path / "heat").iterdir()
     index = {entry["source"]: entry
              for entry in json.loads((folder / "heatmaps.json").read_text())["images"]}
@@ -203,6 +303,9 @@ def test_predict_writes_segmentations_whose_peaks_match_the_saved_heatmaps_and_n
         arrays = np.load(folder / entry["arrays"])  # the arrays behind the PNG overlay
         top, _, left, _ = entry["crop_window"]
         values = read_heatmap_seg(seg)
+        pictures = {"malignant" if "malignant" in sc.ImageComments else "benign": sc
+                    for sc in scs
+                    if sc.SourceImageSequence[0].ReferencedSOPInstanceUID == source}
         for name in ("benign", "malignant"):
             saved = arrays[name]
             # The overlay's maximal pixels, through the recorded crop (the .npz is already
@@ -215,7 +318,15 @@ def test_predict_writes_segmentations_whose_peaks_match_the_saved_heatmaps_and_n
                                                      strict=True)}
             assert found <= expected
             assert (peak(saved)[0] + top, peak(saved)[1] + left) in found
+            # The picture's most coloured pixel: one of the overlay's maximal pixels too.
+            colour = hue_excess(pictures[name], 0 if name == "malignant" else 1)
+            assert peak(colour) in expected and colour.shape == got.shape
     assert flipped == {"R-CC", "R-MLO"}  # the right views were flipped for the model
+    # The pictures: one new series of their own, not the Segmentations'.
+    picture_series = {str(sc.SeriesInstanceUID) for sc in scs}
+    seg_series = {str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID)
+                  for p in segs}
+    assert len(picture_series) == 1 and not picture_series & seg_series
     # Nothing identifying on the console or in the JSON.
     text = result.stdout + result.stderr + (tmp_path / "r.json").read_text()
     identifiers = [v for k, v in PHI.items() if k != "PatientSex"] + list(sops)

@@ -23,6 +23,7 @@ from mammocli.synthetic.phantoms import write_exam as write_png_exam
 from mammocli.views import Side
 
 runner = CliRunner()
+SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
 CREDENTIALS = {"MAMMOCLI_DICOMWEB_USER": USER, "MAMMOCLI_DICOMWEB_PASSWORD": PASSWORD}
 
 # The shared markers, less PatientSex (a plain "F" also appears in ordinary text), plus the
@@ -179,12 +180,13 @@ def test_dicom_outputs_need_dicom_input_and_store_back_a_dicomweb_one(
     assert run.exit_code == 2 and "--study" in run.stderr
 
 
-def test_store_back_sends_the_heatmap_segmentations_into_a_new_series_of_the_study(
+def test_store_back_sends_the_heatmap_segmentations_and_pictures_into_new_series_of_the_study(
         orthanc: Orthanc, tmp_path: Path, random_weights: Path, small_pipeline: Path) -> None:
     study, files = upload_study(orthanc, tmp_path / "exam", phi=True, seed=7)
     run = predict(f"dicomweb+{orthanc.dicomweb_url}", "--study", study, "--weights-dir",
                   random_weights, "--pipeline-config", small_pipeline, "--tta", "1",
-                  "--variants", "image-and-heatmaps", "-o", tmp_path / "r.json", "--store-back")
+                  "--variants", "image-and-heatmaps", "-o", tmp_path / "r.json", "--store-back",
+                  "--dicom-heatmaps", "seg,sc")
     assert run.exit_code == 0, run.stderr
     client = DicomwebSource(orthanc.dicomweb_url, auth=DicomwebAuth("basic", PASSWORD, USER))
     found = client._client.search_for_instances(study, search_filters={"Modality": "SEG"})
@@ -206,5 +208,25 @@ def test_store_back_sends_the_heatmap_segmentations_into_a_new_series_of_the_stu
         assert seg.PatientID == PHI["PatientID"]  # identifiers belong in the PACS object
     assert referenced == set(sources)  # one per source image, each the right one
     assert len(series) == 1 and not series & source_series
+    # The colour Secondary Captures: a malignant and a benign picture per source image, in
+    # the source's geometry, a third new series, with the research-use notice.
+    pictures = client._client.search_for_instances(
+        study, search_filters={"SOPClassUID": SC_CLASS})
+    assert len(pictures) == 8
+    pictured: Counter[str] = Counter()
+    picture_series = set()
+    for item in pictures:
+        sc = client._client.retrieve_instance(study, item["0020000E"]["Value"][0],
+                                              item["00080018"]["Value"][0])
+        ref = str(sc.SourceImageSequence[0].ReferencedSOPInstanceUID)
+        pictured[ref] += 1
+        picture_series.add(str(sc.SeriesInstanceUID))
+        source = pydicom.dcmread(sources[ref], stop_before_pixels=True)
+        assert (sc.Rows, sc.Columns, sc.PhotometricInterpretation) == \
+            (source.Rows, source.Columns, "RGB")
+        assert sc.BurnedInAnnotation == "YES" and "RESEARCH USE ONLY" in sc.SeriesDescription
+        assert sc.StudyInstanceUID == study and sc.PatientID == PHI["PatientID"]
+    assert pictured == dict.fromkeys(sources, 2)
+    assert len(picture_series) == 1 and not picture_series & (series | source_series)
     text = run.stdout + run.stderr + (tmp_path / "r.json").read_text()
     assert [v for v in (*PHI.values(), study, *sources) if len(v) > 2 and v in text] == []

@@ -270,7 +270,9 @@ def register(app: typer.Typer) -> None:
         dicom_heatmaps: DicomHeatmaps = typer.Option(
             DicomHeatmaps.SEG, "--dicom-heatmaps", help="With --dicom-out/--store-back and "
             "the image-and-heatmaps variant: seg = each image's heatmaps as a fractional DICOM "
-            "Segmentation a viewer overlays; none = the SR only."),
+            "Segmentation a viewer overlays; sc = colour Secondary Captures (heatmap over the "
+            "image, per image a malignant and a benign one); seg,sc = both; none = the SR "
+            "only."),
         exams_csv: Path | None = typer.Option(
             None, "--exams", help="An exam list (exams.csv from mammocli scan: exam folders "
             "or StudyInstanceUIDs) instead of PATH."),
@@ -340,7 +342,7 @@ def register(app: typer.Typer) -> None:
                 sinks.append(DicomSrSink(
                     dicom_out, store=run.server.store if store_back and run.server else None,
                     headers_for=run.headers_for, uid_root=uid_root, overwrite=overwrite,
-                    resume=resume, heatmaps=dicom_heatmaps is DicomHeatmaps.SEG))
+                    resume=resume, heatmaps=dicom_heatmaps))
             outputs = Outputs.open(sinks, planned)
             heat = picture_writers(save_heatmaps, preview, planned, overwrite=overwrite,
                                    resume=resume)

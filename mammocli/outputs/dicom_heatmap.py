@@ -9,9 +9,16 @@ laterality, algorithm identification as in the SR).
 
 Why a Segmentation and not a Parametric Map: a mammogram is a projection image without a
 patient coordinate system (no ImagePositionPatient / ImageOrientationPatient), and highdicom
-(0.28) cannot build a Parametric Map from such an image (its dimension index has no values
-for it); a Segmentation of a 2D image is the path highdicom and the viewers (OHIF's and the
-Stone Web Viewer's DICOM SEG support) handle, referenced to its source image frame by frame.
+0.28.2 cannot build a Parametric Map from such an image: `hd.pm.ParametricMap([mg], maps, ...,
+real_world_value_mappings=[m], voi_lut_transformations=[...])` stops with `RuntimeError:
+Unexpected mismatch between dimension index values in per-frames functional groups sequence
+and items in the dimension index sequence`. Without a coordinate system highdicom declares a
+FrameLabel dimension index (image.py, `_DimensionIndexSequence`) but, since a Parametric Map
+passes its value mappings as non-indexed channels, gives the frames empty
+DimensionIndexValues; `plane_positions=` is refused for such a source ("may not be
+specified"), and making up an ImagePositionPatient would invent a geometry. A
+Segmentation of a 2D image is the path highdicom and the viewers (OHIF's and the Stone Web
+Viewer's DICOM SEG support) handle, referenced to its source image frame by frame.
 
 Registration: the Segmentation has the source image's Rows and Columns, its PixelSpacing (when
 the source has one), its FrameOfReferenceUID (when it has one), and references it in the
@@ -74,6 +81,8 @@ class SourceHeatmaps:
     side: Side
     benign: np.ndarray  # float32, (Rows, Columns) of the source, 0 outside the crop
     malignant: np.ndarray
+    image: np.ndarray | None = None  # the crop the model read, same grid (for pictures)
+    chest_wall_right: bool = False  # as stored: the image was flipped for the model
 
 
 def to_source_geometry(heatmap: np.ndarray, image: PreparedImage,
@@ -107,7 +116,9 @@ def source_heatmaps(prepared: Mapping[View, Sequence[PreparedImage]],
             out.append(SourceHeatmaps(
                 name, image.view.side,
                 to_source_geometry(maps.benign, image, shape),
-                to_source_geometry(maps.malignant, image, shape)))
+                to_source_geometry(maps.malignant, image, shape),
+                to_source_geometry(image.pixels, image, shape),
+                image.orientation.needs_flip))
     return out
 
 
@@ -140,8 +151,21 @@ def build_heatmap_seg(source: Dataset, maps: SourceHeatmaps, *, algorithm: str, 
         device_serial_number="0", fractional_type=hd.seg.SegmentationFractionalTypeValues.
         PROBABILITY, max_fractional_value=MAX_FRACTIONAL,
         series_description=SERIES_DESCRIPTION, content_label="HEATMAPS",
-        content_description="mammocli patch-classifier heatmaps", omit_empty_frames=False)
+        content_description="mammocli patch-classifier heatmaps", omit_empty_frames=False,
+        pixel_measures=_pixel_measures(source))
     return seg
+
+
+def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
+    """PixelSpacing with SliceThickness = the compressed breast thickness (BodyPartThickness:
+    what the projection integrates over), so that highdicom can re-read the Segmentation
+    (`hd.seg.segread` wants SliceThickness, which the standard only asks of volumes). Without
+    both in the source, highdicom's default (PixelSpacing alone) is kept."""
+    spacing, thickness = source.get("PixelSpacing"), source.get("BodyPartThickness")
+    if not spacing or thickness is None or float(thickness) <= 0:
+        return None
+    return hd.PixelMeasuresSequence(pixel_spacing=(float(spacing[0]), float(spacing[1])),
+                                    slice_thickness=float(thickness))
 
 
 def _with_laterality(side: Side) -> hd.sr.CodedConcept:
@@ -151,8 +175,8 @@ def _with_laterality(side: Side) -> hd.sr.CodedConcept:
 
 def read_heatmap_seg(seg: Dataset) -> dict[str, np.ndarray]:
     """Back from a Segmentation made by `build_heatmap_seg`: {"benign", "malignant"} -> float
-    array (Rows, Columns) in 0..1, with pydicom only (highdicom 0.28 cannot re-read a Pixel
-    Measures Sequence without SliceThickness, which a projection image has none of)."""
+    array (Rows, Columns) in 0..1, with pydicom only (highdicom 0.28 re-reads one only when
+    the source had a BodyPartThickness, see `_pixel_measures`)."""
     frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), int(seg.Rows), int(seg.Columns))
     out = {}
     for index, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
