@@ -34,6 +34,7 @@ from ..outputs.schema import BreastPredictions, Probabilities
 from ..outputs.weights_used import WeightsUsed
 from ..preprocess.gmic import gmic_pipeline_config
 from ..preprocess.prepare import PreparedImage
+from ..reporting import stage
 from ..views import VIEWS, Angle, Side, View
 from ..vocabulary import (
     GMIC_MEMBERS,
@@ -161,6 +162,7 @@ class GmicModels:
         """No random numbers: GMIC's window has no noise and no test-time augmentation."""
         del rng, config
         views = [view for view in VIEWS if view in prepared]
+        stage("classify")
         y_fusion, extras = self.predict_images([img for v in views for img in prepared[v]])
         per_image: dict[View, list[ImageOutput]] = {}
         per_view: dict[Variant, dict[View, np.ndarray]] = {v: {} for v in y_fusion}
