@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DeviceError
+from ..reporting import log
 
 if TYPE_CHECKING:  # torch is imported when it is used: the CLI starts without it
     import torch
@@ -53,9 +54,35 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def wait_passively_when_busy(load: float | None = None) -> bool:
+    """On a machine whose CPUs other processes already keep busy, make OpenMP threads sleep at
+    barriers instead of spinning (OMP_WAIT_POLICY=PASSIVE). A spinning thread burns the CPU the
+    thread it waits for needs: on a loaded 2-core machine that turned a 1.5 s small-demo exam
+    into 14-80 s at random (benchmarks/bench_startup.py). On a quiet machine spinning is faster,
+    so it stays. Only works before torch (its OpenMP runtime) is loaded, and never overrides a
+    policy the user set. Returns whether it set the policy. Changes no number."""
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):  # no load average (e.g. Windows)
+            return False
+    # Any other runnable task on average means one of our threads is descheduled at times.
+    if load < 1.0 or available_cpus() < 2:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    log.info("machine busy (load average %.1f on %d CPUs): OpenMP threads wait passively "
+             "(set OMP_WAIT_POLICY=ACTIVE to spin)", load, available_cpus())
+    return True
+
+
 def configure_threads(threads: int = 0) -> int:
     """Set torch's intra-op threads: `threads` if given, else at most `available_cpus()`
-    (OpenMP threads beyond them stall at every barrier). Returns the count in use."""
+    (OpenMP threads beyond them stall at every barrier), and the OpenMP wait policy on a busy
+    machine (`wait_passively_when_busy`). Returns the count in use."""
+    if threads != 1:  # one thread has no barrier to wait at
+        wait_passively_when_busy()
     import torch
 
     if threads > 0:
