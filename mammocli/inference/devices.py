@@ -6,6 +6,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DeviceError
@@ -54,22 +56,43 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def wait_passively_when_busy(load: float | None = None) -> bool:
-    """On a machine whose CPUs other processes already keep busy, make OpenMP threads sleep at
+def _others_running(samples: int = 5, pause: float = 0.01) -> int | None:
+    """Other tasks runnable right now (the most over a few samples), from /proc/loadavg's
+    running count minus this process; None where there is no /proc (then the load average
+    alone decides)."""
+    most = 0
+    try:
+        for i in range(samples):
+            if i:
+                time.sleep(pause)
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+            most = max(most, running - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return most
+
+
+def wait_passively_when_busy(load: float | None = None, others: int | None = None) -> bool:
+    """On a machine whose CPUs other processes keep busy, make OpenMP threads sleep at
     barriers instead of spinning (OMP_WAIT_POLICY=PASSIVE). A spinning thread burns the CPU the
     thread it waits for needs: on a loaded 2-core machine that turned a 1.5 s small-demo exam
-    into 14-80 s at random (benchmarks/bench_startup.py). On a quiet machine spinning is faster,
-    so it stays. Only works before torch (its OpenMP runtime) is loaded, and never overrides a
-    policy the user set. Returns whether it set the policy. Changes no number."""
-    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+    into 9-80 s at random (benchmarks/bench_startup.py). On a quiet machine spinning is faster
+    (about 2x at the demo sizes), so it stays: busy means a 1-minute load average of 1 or more
+    and another task running now (a finished earlier run still shows in the average).
+    Only works before torch (its OpenMP runtime) is loaded, and never overrides a policy the
+    user set. Returns whether it set the policy. Changes no number."""
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or available_cpus() < 2:
         return False
     if load is None:
         try:
             load = os.getloadavg()[0]
         except (OSError, AttributeError):  # no load average (e.g. Windows)
             return False
-    # Any other runnable task on average means one of our threads is descheduled at times.
-    if load < 1.0 or available_cpus() < 2:
+    if load < 1.0:
+        return False
+    if others is None:
+        others = _others_running()
+    if others is not None and others < 1:
         return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     log.info("machine busy (load average %.1f on %d CPUs): OpenMP threads wait passively "
