@@ -72,3 +72,24 @@ def test_the_cli_starts_without_torch_and_sets_the_policy_before_loading_it() ->
                           check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "PASSIVE"
+
+
+def test_the_predict_command_sets_the_policy_before_its_module_loads_torch() -> None:
+    code = (
+        "import os, sys\n"
+        "from mammocli.cli.app import load_command\n"
+        "from mammocli.inference import devices\n"
+        "os.environ.pop('OMP_WAIT_POLICY', None)\n"
+        "os.getloadavg = lambda: (3.0, 3.0, 3.0)\n"
+        "devices._others_running = lambda: 2\n"
+        "devices.available_cpus = lambda: 2\n"
+        "load_command('scan')\n"
+        "assert 'OMP_WAIT_POLICY' not in os.environ  # scan runs no network\n"
+        "load_command('predict')\n"
+        "assert 'torch' in sys.modules\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "PASSIVE"

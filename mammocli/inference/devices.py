@@ -21,6 +21,7 @@ _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 _tuned = False
+_passive_at_load: float | None = None  # the load average that made OpenMP wait passively
 
 
 def tune_allocator() -> bool:
@@ -95,8 +96,8 @@ def wait_passively_when_busy(load: float | None = None, others: int | None = Non
     if others is not None and others < 1:
         return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    log.info("machine busy (load average %.1f on %d CPUs): OpenMP threads wait passively "
-             "(set OMP_WAIT_POLICY=ACTIVE to spin)", load, available_cpus())
+    global _passive_at_load
+    _passive_at_load = load  # said by configure_threads, once logging is set up
     return True
 
 
@@ -104,8 +105,13 @@ def configure_threads(threads: int = 0) -> int:
     """Set torch's intra-op threads: `threads` if given, else at most `available_cpus()`
     (OpenMP threads beyond them stall at every barrier), and the OpenMP wait policy on a busy
     machine (`wait_passively_when_busy`). Returns the count in use."""
+    global _passive_at_load
     if threads != 1:  # one thread has no barrier to wait at
         wait_passively_when_busy()
+    if _passive_at_load is not None:
+        log.info("machine busy (load average %.1f on %d CPUs): OpenMP threads wait passively "
+                 "(set OMP_WAIT_POLICY=ACTIVE to spin)", _passive_at_load, available_cpus())
+        _passive_at_load = None
     import torch
 
     if threads > 0:
