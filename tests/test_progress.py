@@ -4,7 +4,10 @@ logs), the stage inside an exam on a terminal, nothing with --quiet."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,13 +129,18 @@ def test_a_run_with_stderr_in_a_file_logs_every_exam_with_an_eta(
         write_exam(root / f"e{i}", shape=(300, 220), seed=i)
     args = ["predict", str(root), "--weights-dir", str(random_weights), "--pipeline-config",
             str(small_pipeline), "--tta", "1"]
-    result = runner.invoke(app, args)  # CliRunner's stderr is no terminal, as a log file
-    assert result.exit_code == 0, result.stderr
-    lines = EXAM_LINE.findall(result.stderr)
+    log_file = tmp_path / "job.err"
+    with log_file.open("w") as err:  # as `nohup mammocli predict ... 2> job.err` or Slurm
+        done = subprocess.run([sys.executable, "-m", "mammocli", *args], stderr=err,
+                              stdout=subprocess.DEVNULL, timeout=300, check=False,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    text = log_file.read_text()
+    assert done.returncode == 0, text
+    lines = EXAM_LINE.findall(text)
     assert sorted(name for _, _, name, _, _ in lines) == ["e0", "e1", "e2"]
     assert [(k, n) for k, n, *_ in lines] == [("1", "3"), ("2", "3"), ("3", "3")]
     assert lines[-1][-1] == "0:00:00"
-    quiet = runner.invoke(app, [*args, "--quiet"])
+    quiet = runner.invoke(app, [*args, "--quiet"])  # CliRunner's stderr: no terminal either
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
