@@ -109,8 +109,8 @@ def configure_threads(threads: int = 0) -> int:
     if threads != 1:  # one thread has no barrier to wait at
         wait_passively_when_busy()
     if _passive_at_load is not None:
-        log.info("machine busy (load average %.1f on %d CPUs): OpenMP threads wait passively "
-                 "(set OMP_WAIT_POLICY=ACTIVE to spin)", _passive_at_load, available_cpus())
+        log.info("busy machine (load %.1f, %d CPUs): threads wait passively "
+                 "(OMP_WAIT_POLICY=ACTIVE: spin)", _passive_at_load, available_cpus())
         _passive_at_load = None
     import torch
 
