@@ -188,6 +188,21 @@ def test_progress_bar_goes_to_stderr_console(mirror: Mirror,
     assert PATCH in buffer.getvalue()
 
 
+def test_a_download_off_a_terminal_logs_a_line_per_10_percent(
+        tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = make_mirror(tmp_path, httpserver, monkeypatch, size=1_000_000)  # 16 chunks of 64 KiB
+    buffer = io.StringIO()
+    monkeypatch.setattr(console, "stderr", Console(file=buffer, force_terminal=False, width=200))
+    big.serve(PATCH)
+    resolve_weights("patch", progress=True)
+    assert buffer.getvalue().splitlines() == [
+        f"{PATCH}: {pct} % of 1.0 MiB" for pct in range(10, 101, 10)]
+    buffer.truncate(0)
+    big.serve("sample_image_model.p")
+    resolve_weights("view-image", progress=False)  # --quiet
+    assert buffer.getvalue() == ""
+
+
 def test_two_processes_downloading_at_once_end_with_one_good_file(mirror: Mirror) -> None:
     data = mirror.files[PATCH]
 

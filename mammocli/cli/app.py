@@ -48,8 +48,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Commands whose module loads torch: its OpenMP runtime reads its wait policy when loaded.
+_COMPUTING = {"predict", "heatmaps", "reproduce", "train"}
+
+
 def load_command(name: str) -> Any:
     """The real click command `name`, built from its module's `register(app)`."""
+    if name in _COMPUTING:
+        from ..inference.devices import wait_passively_when_busy  # no torch in it
+
+        wait_passively_when_busy()
     module = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
     holder = typer.Typer()
     module.register(holder)

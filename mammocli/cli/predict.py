@@ -24,7 +24,7 @@ from ..api import (
     predict_many,
 )
 from ..config import FlipMode, RngMode
-from ..console import cell, log, progress, say, stderr
+from ..console import ExamProgress, cell, log, say, stderr
 from ..errors import EXIT_INTERRUPTED, ConfigError, InputError
 from ..inference.devices import configure_threads, tune_allocator
 from ..inference.sources import SourceRequest, exams_to_run
@@ -45,6 +45,7 @@ from ..outputs.sinks import (
     plan_exams,
     result_sink,
 )
+from ..reporting import stage_hook
 from ..vocabulary import (
     GMIC_MEMBERS,
     Family,
@@ -103,17 +104,16 @@ def parse_variants(text: str) -> tuple[Variant, ...]:
 @contextmanager
 def _rendering(total: int, quiet: bool, log_file: ProgressLog | None = None,
                ) -> Iterator[Callable[[PlannedExam, ExamOutcome], None]]:
-    """The per-exam callback: progress bar, a line per skipped or failed exam, the
-    --progress-json line."""
-    with progress(not quiet) as bar:
-        task = bar.add_task("exams", total=total) if bar else None
+    """The per-exam callback: progress (a bar with the stage on a terminal, plain lines with an
+    ETA in logs), a line per skipped or failed exam, the --progress-json line."""
+    with ExamProgress(total, enabled=not quiet) as shown, stage_hook(shown.stage):
 
         def on_outcome(planned: PlannedExam, outcome: ExamOutcome) -> None:
-            if bar is not None:
-                bar.advance(task)
+            status = ("skipped" if outcome.skipped is not None
+                      else "failed" if outcome.failure is not None else "ok")
+            shown.exam_done(printable(planned.exam.exam_id), status)
             if log_file is not None:
-                log_file.exam(planned.exam.exam_id, "skipped" if outcome.skipped is not None
-                              else "failed" if outcome.failure is not None else "ok")
+                log_file.exam(planned.exam.exam_id, status)
             if outcome.skipped is not None:
                 log.warning("%s: skipped, %s", printable(planned.exam.exam_id), outcome.skipped)
             elif outcome.failure is not None:
@@ -362,11 +362,9 @@ def register(app: typer.Typer) -> None:
             if log_file is not None:
                 log_file.close(report.stages, report.elapsed_s, utilisation=report.utilisation)
         report.already_done += run.already_done
-        if not quiet:
-            if len(report.outcomes) > 1:
-                _summary(report)
-            if report.outcomes:
-                say(throughput_line(report))
+        if not quiet and report.outcomes:  # the table for one exam too
+            _summary(report)
+            say(throughput_line(report))
         if report.exit_code:
             raise typer.Exit(report.exit_code)
 

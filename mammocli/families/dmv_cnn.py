@@ -33,6 +33,7 @@ from ..models.loading import load_image_wise, load_patch_classifier, load_view_w
 from ..outputs.schema import BreastPredictions, Probabilities
 from ..outputs.weights_used import WeightsUsed
 from ..preprocess.prepare import PreparedImage
+from ..reporting import stage
 from ..views import VIEWS, View
 from ..vocabulary import (
     PATCH_WEIGHTS,
@@ -188,6 +189,7 @@ class DmvCnnModels:
         started = time.perf_counter()
         heatmaps = self.compute_heatmaps(prepared, rng) if self.needs_heatmaps(exports) else {}
         classify_from = time.perf_counter()
+        stage("classify")
         predictions: dict[Variant, BreastPredictions] = {}
         per_view_all: dict[Variant, dict[View, tuple[float, float]]] = {}
         for variant in self.breast:

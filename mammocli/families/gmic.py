@@ -34,6 +34,7 @@ from ..outputs.schema import BreastPredictions, Probabilities
 from ..outputs.weights_used import WeightsUsed
 from ..preprocess.gmic import gmic_pipeline_config
 from ..preprocess.prepare import PreparedImage
+from ..reporting import stage
 from ..views import VIEWS, Angle, Side, View
 from ..vocabulary import (
     GMIC_MEMBERS,
@@ -175,6 +176,7 @@ class GmicModels:
         del rng, config
         views = [view for view in VIEWS if view in prepared]
         maps: list[ImageSaliency] | None = [] if Export.SALIENCY in exports else None
+        stage("classify")
         y_fusion, extras = self.predict_images([img for v in views for img in prepared[v]],
                                                maps)
         per_image: dict[View, list[ImageOutput]] = {}

@@ -16,7 +16,7 @@ from ..errors import MammocliError
 from ..io.exam import ExamSource
 from ..outputs.schema import ExamFailure
 from ..preprocess.prepare import PreparedImage
-from ..reporting import log
+from ..reporting import log, stage
 from ..views import View
 from .predictor import ExamOutput, Predictor
 from .randomness import RunRandomness
@@ -79,6 +79,7 @@ def run_exams(exams: Sequence[ExamSource], predictor: Predictor,
                     future.cancel()
                     yield ExamOutcome(exam, skipped=reason)
                     continue
+                stage("prepare")  # waits for the exam's reading and cropping, if not done
                 prepared, prepare_s = future.result()
                 yield ExamOutcome(exam, output=predictor.run(exam, rng, prepared, prepare_s))
             except KeyboardInterrupt:

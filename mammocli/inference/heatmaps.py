@@ -20,6 +20,7 @@ import torch
 from ..models.densenet import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier
 from ..models.densenet_inference import InferencePatchClassifier
 from ..preprocess.patches import box_sums, integral_image, pad_to_patch
+from ..reporting import stage
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class HeatmapEngine:
             outputs.append((np.empty((len(row_idx), 4), dtype=np.float32), background))
         work = np.concatenate(todo_parts) if todo_parts else np.empty((0, 4), np.int64)
         self.forwarded += len(work)
+        stage("heatmaps", 0, len(work))
         for start in range(0, len(work), self.batch_size):
             chunk = work[start:start + self.batch_size]
             batch = torch.empty((len(chunk), p, p), dtype=torch.float32)
@@ -155,6 +157,7 @@ class HeatmapEngine:
             for i in np.unique(chunk[:, 0]):
                 mine = chunk[:, 0] == i
                 outputs[i][0][chunk[mine, 1]] = probs[mine]
+            stage("heatmaps", start + len(chunk), len(work))
         result = []
         for (out, background), (rows, cols) in zip(outputs, grids, strict=True):
             if background.size:
