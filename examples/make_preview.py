@@ -17,10 +17,10 @@ Steps, all through the product's own commands (nothing stubbed):
    (`--weights-dir`), so the per-breast probabilities in the picture are ~0.5 and mean nothing.
 4. The preview is shrunk (default half size) and saved as a 256-colour palette PNG.
 
-Cost (measured on a 2-core CPU shared with other jobs; a quiet machine is faster): about
-TIME_TBD wall, TIME_TBD CPU, almost all of it the training. The training is seeded, but
-float summation order makes a rerun's picture close to, not bit-identical with, the committed
-one.
+Cost: 186 s wall, 145 s CPU (this process and its commands; 6 epochs) on a 2-core CPU
+shared with other jobs, about 2 minutes of it the training; a quiet machine is faster. The
+training is seeded, but float summation order makes a rerun's picture close to, not
+bit-identical with, the committed one.
 """
 
 from __future__ import annotations
