@@ -72,3 +72,50 @@ def test_a_missing_manifest_says_how_to_get_data(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="manifest not found") as err:
         read_patch_manifest(load_config(config).data.train)
     assert "mammocli examples make DIR" in (err.value.hint or "")
+
+
+def test_patch_set_cropped_to_tissue_as_predict_crops(tmp_path: Path) -> None:
+    # The same draws with and without the crop: the cropped images and masks are the
+    # uncropped ones cut to the tissue's bounding box plus the margin.
+    import numpy as np
+    from PIL import Image
+
+    from mammocli.synthetic.datasets import write_patch_dataset
+
+    write_patch_dataset(tmp_path / "full", 3, shape=(120, 90), seed=1)
+    write_patch_dataset(tmp_path / "crop", 3, shape=(120, 90), seed=1, crop_margin=3)
+    masks = 0
+    for full_png in sorted((tmp_path / "full").glob("*.png")):
+        full = np.asarray(Image.open(full_png))
+        crop = np.asarray(Image.open(tmp_path / "crop" / full_png.name))
+        image = np.asarray(Image.open(tmp_path / "full" / (full_png.name[:6] + ".png")))
+        ys, xs = np.nonzero(image)
+        box = (slice(max(ys.min() - 3, 0), ys.max() + 4), slice(max(xs.min() - 3, 0),
+                                                                 xs.max() + 4))
+        assert crop.size < full.size and np.array_equal(crop, full[box])
+        masks += int("_" in full_png.stem and bool(crop.any()))
+    assert masks >= 2  # lesion masks survive the crop
+    cropped = np.asarray(Image.open(tmp_path / "crop" / "img000.png"))
+    uncropped = np.asarray(Image.open(tmp_path / "full" / "img000.png"))
+    assert (cropped > 0).mean() > (uncropped > 0).mean() + 0.2
+
+
+def test_the_preview_script_trains_at_the_demo_pipelines_patch_size(tmp_path: Path) -> None:
+    # examples/make_preview.py: its training config loads, and its patch size is the one the
+    # demo's pipeline.yaml gives predict (a mismatch would fail the heatmap stage).
+    import importlib.util
+
+    import yaml
+
+    script = Path(__file__).parents[1] / "examples" / "make_preview.py"
+    spec = importlib.util.spec_from_file_location("make_preview", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(module.TRAIN_PATCH))
+    config = load_config(tmp_path / "train.yaml")
+    assert config.task == "patch" and config.model.init.from_.value == "random"
+    demo = make_demo(tmp_path / "demo")
+    assert config.pipeline.patch_size == load_pipeline_config(
+        demo.folder / "pipeline.yaml").patch_size
+    assert module.HEATMAP_STRIDE < load_pipeline_config(demo.folder / "pipeline.yaml").patch_stride
