@@ -173,7 +173,8 @@ def _write(folder: Path, full_size: bool) -> list[str]:
     for i, lesions in enumerate(_ROOT_LESIONS, start=1):
         write_exam(folder / ROOT / f"exam{i}", shape=EXAM_SHAPE, seed=i, lesion_views=lesions)
     written.append(f"{ROOT}/")
-    write_patch_dataset(folder / DATA / "patches", 8, shape=(128, 96), seed=0)
+    # Cut to the tissue as predict crops a view: patches are standardised over their image.
+    write_patch_dataset(folder / DATA / "patches", 8, shape=EXAM_SHAPE, seed=0, crop_margin=4)
     write_breast_dataset(folder / DATA / "exams", 8, shape=EXAM_SHAPE, seed=0)
     written.append(f"{DATA}/")
     texts = {PIPELINE: PIPELINE_YAML, "train_patch.yaml": TRAIN_PATCH_YAML,
