@@ -8,18 +8,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from torch import nn
 
 from mammocli.families.gmic_inference import load_gmic_members, run_member, to_precision
-from mammocli.models.gmic import (
-    GMIC,
-    GMICOutput,
-    banded_max_pool_3x3_stride_2,
-    prepare_for_inference,
-)
+from mammocli.models.gmic import GMIC, GMICOutput, prepare_for_inference
 from mammocli.models.gmic_loading import member_file_name
 from mammocli.train.config import parse_config
 from mammocli.train.tasks import build_model
@@ -112,18 +106,3 @@ def test_training_builds_the_plain_trainable_model(tmp_path: Path) -> None:
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 41
     assert all(p.requires_grad for p in model.parameters())
     assert _layouts(model) == {False}
-
-
-@pytest.mark.parametrize("shape, band", [((2, 3, 67, 41), 4), ((1, 2, 9, 9), 16),
-                                         ((1, 1, 40, 7), 1)])
-def test_banded_max_pool_is_the_max_pool(shape: tuple[int, int, int, int], band: int) -> None:
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
-    expected = torch.nn.functional.max_pool2d(x, 3, 2)
-    for layout in (torch.contiguous_format, torch.channels_last):
-        with torch.inference_mode():
-            got = banded_max_pool_3x3_stride_2(x.contiguous(memory_format=layout), band)
-        assert torch.equal(got, expected)
-        assert got.is_contiguous(memory_format=layout)
-    grad = x.clone().requires_grad_()  # training: autograd's pooling, unchanged
-    banded_max_pool_3x3_stride_2(grad, band).sum().backward()
-    assert grad.grad is not None and grad.grad.sum() > 0
