@@ -7,6 +7,7 @@ machine named in the report.
     python benchmarks/bench_gmic.py                      # GMIC + full-size DMV-CNN (~5-10 min)
     python benchmarks/bench_gmic.py --skip-dmv           # GMIC only (~1 min on 2 cores)
     python benchmarks/bench_gmic.py --device cuda --precision fp32,bf16 --exams 20
+    python benchmarks/bench_gmic.py --skip-dmv --plain-layout   # before prepare_for_inference
 
 The GMIC exam always runs at GMIC's real window (2944 x 1920) on the full-size phantom exam of
 bench_exam.py; random weights (timing does not depend on their values). Each measurement runs
@@ -51,6 +52,19 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+def matmul_cpu_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 matmul FLOPs per CPU second (all threads' CPU time): the floor in CPU time, which
+    other load on the machine distorts far less than the wall-clock rate."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        c = time.process_time()
+        torch.mm(a, b)
+        best = min(best, time.process_time() - c)
+    return 2 * n**3 / best / 1e9
+
+
 def gmic_worker(args: argparse.Namespace) -> dict[str, Any]:
     from mammocli.families.gmic_inference import gmic_windows, run_ensemble, to_precision
     from mammocli.inference.devices import tune_allocator
@@ -67,7 +81,10 @@ def gmic_worker(args: argparse.Namespace) -> dict[str, Any]:
     models = {}
     for member in MEMBERS:
         torch.manual_seed(member)
-        models[member] = to_precision(GMIC(PERCENT_T[member]).eval(), device, dtype)
+        model = GMIC(PERCENT_T[member]).eval()
+        # --plain-layout: the members as they ran before prepare_for_inference (NCHW weights)
+        models[member] = (model.to(device=device, dtype=dtype) if args.plain_layout
+                          else to_precision(model, device, dtype))
     rss_models = bench_exam.rss_now()
     exam = read_exam_folder(Path(args.exam))
     preparer = ExamPreparer(gmic_pipeline_config())
@@ -84,12 +101,13 @@ def gmic_worker(args: argparse.Namespace) -> dict[str, Any]:
         x, _ = gmic_windows(images)
         t2 = time.perf_counter()
         _sync(device)
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.process_time()
         out = run_ensemble(models, x)  # outputs come back to the CPU: includes the copy
         _sync(device)
-        t4 = time.perf_counter()
+        t4, c4 = time.perf_counter(), time.process_time()
+        # CPU seconds of the networks, all threads: less distorted by other load than wall
         record = {"prepare": t1 - t0, "windows": t2 - t1, "networks": t4 - t3,
-                  "exam": (t2 - t0) + (t4 - t3)}
+                  "networks_cpu": c4 - c3, "exam": (t2 - t0) + (t4 - t3)}
         runs.append(record)
     peak = bench_exam.peak_rss()
     result: dict[str, Any] = {
@@ -98,6 +116,8 @@ def gmic_worker(args: argparse.Namespace) -> dict[str, Any]:
         "y_fusion_first": [float(v) for v in out.y_fusion[0]],
         "threads": torch.get_num_threads(),
     }
+    if device.type == "cpu":
+        result["matmul_cpu_gflops"] = matmul_cpu_gflops()
     if device.type == "cuda":
         result["peak_gpu"] = torch.cuda.max_memory_allocated(device)
     if args.count_flops:
@@ -114,6 +134,8 @@ def spawn_gmic(args: argparse.Namespace, precision: str, exam: Path, out: Path,
     command = [sys.executable, str(Path(__file__).resolve()), "--role", "gmic",
                "--precision", precision, "--device", args.device, "--exams", str(args.exams),
                "--threads", str(args.threads), "--exam", str(exam), "--result", str(out)]
+    if args.plain_layout:
+        command.append("--plain-layout")
     if count:
         command.append("--count-flops")
     subprocess.run(command, check=True)
@@ -138,7 +160,7 @@ def report(args: argparse.Namespace, info: dict[str, Any], gmic: dict[str, dict[
     rate = info["matmul_fp32_gflops"] * 1e9
     lines = [
         f"GMIC benchmark: synthetic full-size four-view exam, random weights, device "
-        f"{info['device']}",
+        f"{info['device']}" + (", plain layout (NCHW weights)" if args.plain_layout else ""),
         f"machine: {info['cpu']}, {info['cores']} cores, torch threads {info['torch_threads']}, "
         f"ISA {' '.join(info['isa'])}; load average at start "
         f"{' '.join(f'{x:.1f}' for x in info['load_average'])}",
@@ -172,6 +194,13 @@ def report(args: argparse.Namespace, info: dict[str, Any], gmic: dict[str, dict[
                      f"{best['windows']:.2f} s, networks {best['networks']:.2f} s"
                      + (f" ({best['networks'] / (flops_exam / rate):.2f}x the floor)"
                         if flops_exam else ""))
+        if flops_exam and "matmul_cpu_gflops" in res:
+            cpu = min(r["networks_cpu"] for r in res["runs"])
+            cpu_floor = flops_exam / (res["matmul_cpu_gflops"] * 1e9)
+            lines.append(f"{'':<20} networks' CPU time (best run, {res['threads']} threads) "
+                         f"{cpu:.2f} s = {cpu / cpu_floor:.2f}x the CPU-time floor "
+                         f"({res['matmul_cpu_gflops']:.0f} GFLOP per CPU s measured in the "
+                         "worker; robust to other load)")
         lines.append(f"{'':<20} RSS with the five members loaded {_gib(res['rss_models'])}; "
                      f"peak over {len(res['runs'])} exam(s) {_gib(res['peak_rss'])} (goal < 2 GiB)")
     if len(gmic) > 1 and "fp32" in gmic:
@@ -213,6 +242,8 @@ def main() -> None:
     parser.add_argument("--skip-dmv", action="store_true", help="no DMV-CNN comparison")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads in every process (default: torch's choice)")
+    parser.add_argument("--plain-layout", action="store_true",
+                        help="members without prepare_for_inference (the layout before)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the synthetic exam and weights here (default: a temp dir)")
     parser.add_argument("--output", type=Path, default=None, help="also write the report here")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.gmic import GMIC, PATCH_SIZE, GMICOutput
+from ..models.gmic import GMIC, PATCH_SIZE, GMICOutput, prepare_for_inference
 from ..models.gmic_loading import load_gmic
 from ..preprocess.gmic import GMICWindow, gmic_window, stack_windows
 from ..preprocess.prepare import PreparedImage
@@ -65,13 +65,16 @@ def image_saliency(ensemble: GMICEnsembleOutput, windows: Sequence[GMICWindow],
 
 
 def load_gmic_members(paths: Mapping[int, Path]) -> dict[int, GMIC]:
-    """Member index (1..5) -> its weight file, e.g. {i: locate(member_file_name(i))}."""
-    return {member: load_gmic(path, member) for member, path in paths.items()}
+    """Member index (1..5) -> its weight file, e.g. {i: locate(member_file_name(i))}; each
+    ready for inference (`prepare_for_inference`: channels_last weights)."""
+    return {member: prepare_for_inference(load_gmic(path, member))
+            for member, path in paths.items()}
 
 
 def to_precision(model: GMIC, device: torch.device, dtype: torch.dtype) -> GMIC:
-    """The member on `device` in `dtype` (from `precision.configure`); in place."""
-    return model.to(device=device, dtype=dtype)
+    """The member on `device` in `dtype` (from `precision.configure`), ready for inference
+    (`prepare_for_inference`); in place."""
+    return prepare_for_inference(model).to(device=device, dtype=dtype)
 
 
 def gmic_windows(images: Sequence[PreparedImage]) -> tuple[torch.Tensor, list[GMICWindow]]:
@@ -82,7 +85,8 @@ def gmic_windows(images: Sequence[PreparedImage]) -> tuple[torch.Tensor, list[GM
 
 def _float32_cpu(out: GMICOutput) -> GMICOutput:
     values = {f.name: getattr(out, f.name) for f in fields(out)}
-    return GMICOutput(**{k: (v.float() if v.is_floating_point() else v).cpu()
+    # contiguous: the channels_last saliency maps come back in the ordinary layout
+    return GMICOutput(**{k: (v.float() if v.is_floating_point() else v).cpu().contiguous()
                          for k, v in values.items()})
 
 
