@@ -133,7 +133,8 @@ def test_status_command_text_and_json(tmp_path: Path) -> None:
 
 def test_threaded_reads_give_the_same_ledger_and_follow_changes_between_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reads spread over threads (slices of 2 files here) equal one thread's; nothing is cached,
+    """Reads spread over threads (as when the first reads waited for a disk; slices of 2 files
+    here) equal one thread's; nothing is cached,
     so a record that changes, appears or goes between two reads is seen as it is now."""
     from mammocli.outputs import ledger as ledger_module
 
@@ -141,7 +142,8 @@ def test_threaded_reads_give_the_same_ledger_and_follow_changes_between_runs(
     out = write_results(tmp_path, outcomes)
     (out / "big.json").write_bytes(b"[" + b"0, " * 40_000 + b"0]")  # > one 64 KiB read
     single = read_ledger(out)
-    monkeypatch.setattr(ledger_module, "_PER_THREAD", 2)
+    monkeypatch.setattr(ledger_module, "_PROBE", 2)
+    monkeypatch.setattr(ledger_module, "_reads_waited", lambda wall, cpu: True)
     threaded = read_ledger(out)
     assert threaded == single and len(threaded.records) == 9
     assert threaded.unreadable == ["big.json"]

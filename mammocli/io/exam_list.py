@@ -87,6 +87,7 @@ def read_exam_list(path: Path, options: DicomOptions | None = None) -> ExamList:
                          hint=f"the first row names the columns: {EXAM_COLUMN}[,{ID_COLUMN}]; "
                               f"columns present: {', '.join(table.header)}")
     base = path.parent
+    base_text = str(base)
     entries: list[ExamEntry] = []
     ids: dict[str, int] = {}
     exams: dict[str, int] = {}
@@ -104,7 +105,7 @@ def read_exam_list(path: Path, options: DicomOptions | None = None) -> ExamList:
             entry = ExamEntry(given_id or exam_id_for(value, options), row.line, where,
                               study_uid=value)
         else:
-            folder = base / Path(value)
+            folder = Path(os.path.join(base_text, value))  # one parse per row: 100,000s of rows
             # one folder may hold several studies: one row each, told apart by the id
             key, shown = f"folder:{os.path.normpath(folder)}\0{given_id}", repr(value)
             exam_id = given_id or folder.name or Path(os.path.abspath(folder)).name or "exam"

@@ -3,7 +3,7 @@
 The folder sink (`sinks.FolderSink`) writes one `<stem>.json` per exam, ok or failed, atomically,
 and holds `.locks/<stem>.lock` (an flock) while an exam is computed. This module reads that
 back, fast: 100,000 records in a few seconds, because each file is read with one system call
-(in a few threads, so that disk and network file system waits overlap) and only the few
+(in a few threads when the reads wait for a disk or network file system) and only the few
 top-level fields needed are picked out of it (the sink writes them indented by two spaces, one
 per line; any other layout is parsed as JSON), never validated as whole results. Nothing is
 cached: every call reads the folder as it is now.
@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -147,7 +148,11 @@ def _record(path: str, stem: str) -> LedgerRecord | object | None:
 
 
 _THREADS = 8
-_PER_THREAD = 2000  # fewer files are read in this thread
+_PROBE = 500  # files read in this thread first, to see whether reads wait for a disk
+
+
+def _reads_waited(wall_s: float, cpu_s: float) -> bool:
+    return wall_s > 2 * cpu_s
 
 
 def _read_chunk(chunk: Sequence[tuple[str, str]]) -> list[tuple[str, LedgerRecord | object | None]]:
@@ -155,16 +160,22 @@ def _read_chunk(chunk: Sequence[tuple[str, str]]) -> list[tuple[str, LedgerRecor
 
 
 def _read_all(names: Sequence[tuple[str, str]]) -> list[tuple[str, LedgerRecord | object | None]]:
-    """Every file's record, in `names` order. The reads run in a few threads, each over one
-    slice of the folder: the system calls release the GIL, so waits for the disk or a network
-    file system overlap (one task per slice: a future per file would cost more than it saves)."""
-    threads = min(_THREADS, len(names) // _PER_THREAD)
-    if threads <= 1:
-        return _read_chunk(names)
-    step = -(-len(names) // threads)
-    slices = [names[i:i + step] for i in range(0, len(names), step)]
+    """Every file's record, in `names` order. The first few hundred are read in this thread;
+    only when those reads mostly waited (a cold disk, a network file system) are the rest read
+    in a few threads, each over one slice, so that the waits overlap. From the page cache the
+    reads are CPU-bound and threads only fight over the GIL (measured: 100,000 records in
+    1.7 s in one thread, 2.8 s in eight)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    head = _read_chunk(names[:_PROBE])
+    waited = _reads_waited(time.perf_counter() - wall, time.process_time() - cpu)
+    rest = names[_PROBE:]
+    threads = min(_THREADS, len(rest) // _PROBE)
+    if not waited or threads <= 1:
+        return head + _read_chunk(rest)
+    step = -(-len(rest) // threads)
+    slices = [rest[i:i + step] for i in range(0, len(rest), step)]
     with ThreadPoolExecutor(max_workers=len(slices), thread_name_prefix="ledger") as pool:
-        return [item for part in pool.map(_read_chunk, slices) for item in part]
+        return head + [item for part in pool.map(_read_chunk, slices) for item in part]
 
 
 def _held(lock: str) -> bool:
