@@ -369,7 +369,8 @@ class FolderSink(Sink):
     def claim(self, planned: PlannedExam) -> str | None:
         lock_dir = self.path / ".locks"
         try:
-            lock_dir.mkdir(parents=True, exist_ok=True)
+            if not lock_dir.is_dir():  # a stat per exam, not a failing mkdir (it is there)
+                lock_dir.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(lock_dir / f"{planned.stem}.lock"))
             lock.acquire(timeout=0)
         except Timeout:
