@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 from typer.testing import CliRunner
 
 from mammocli.cli.app import app
@@ -22,7 +21,7 @@ from mammocli.outputs.schema import (
     Probabilities,
     to_json,
 )
-from mammocli.outputs.sinks import FolderSink, Outputs, plan_exams
+from mammocli.outputs.sinks import ExamLock, FolderSink, Outputs, plan_exams
 from mammocli.views import VIEWS
 
 runner = CliRunner()
@@ -73,8 +72,9 @@ def test_status_counts_done_failed_by_class_running_missing(tmp_path: Path) -> N
     (out / ".e9.json.abc.tmp").write_text("{")  # the writer's temporary file: not counted
     (out / ".locks").mkdir()
     (out / ".locks" / "stale.lock").write_text("")  # left by a killed run
-    held = FileLock(str(out / ".locks" / "e6.lock"))
-    held.acquire(timeout=0)
+    held = ExamLock(str(out / ".locks" / "e6.lock"))  # as a running task holds it
+    assert held.acquire()
+    assert not ExamLock(held.lock_file).acquire()  # exclusive: a second task is turned away
     try:
         ledger = read_ledger(out)
         status = ledger_status(ledger, [*IDS, "e7"])
@@ -87,8 +87,11 @@ def test_status_counts_done_failed_by_class_running_missing(tmp_path: Path) -> N
     assert ledger.unreadable == ["notes.json"]
     assert ledger.records['q"uote\\d'].ok is False  # escapes read back exactly
     assert ledger.records["e1"].duration_s == 2.0 and status.mean_duration_s == 2.0
-    # a released lock is no longer running
+    # a released lock is no longer running, and can be taken again
     assert read_ledger(out).running == [] and ledger_status(read_ledger(out)).missing is None
+    again = ExamLock(held.lock_file)
+    assert again.acquire()
+    again.release()
 
 
 def test_rate_and_eta_from_finish_times(tmp_path: Path) -> None:
