@@ -156,6 +156,14 @@ PrecisionOption = Annotated[Precision, typer.Option(
     help="fp32: exact (default). bf16: networks in bfloat16, faster on CPUs with AVX512-BF16/AMX "
     "and on GPUs, outputs differ slightly (opt-in). tf32: CUDA only, TensorFloat-32 matmuls "
     "(opt-in, approximate).")]
+RngStreamOption = Annotated[RngMode, typer.Option(
+    "--rng-stream",
+    help="exam: every exam starts from the seed; run: one stream across exams, as the "
+    "authors' scripts (to reproduce their outputs).")]
+FlipOption = Annotated[FlipMode, typer.Option(
+    "--horizontal-flip",
+    help="auto: decide per image from the tissue side; no/yes: the authors' flag.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 ThreadsOption = Annotated[int, typer.Option(
     "--threads", show_default=False,
     help="CPU threads for torch (default: all the CPUs this process may use).")]
@@ -204,14 +212,9 @@ def register(app: typer.Typer) -> None:
             "(default: 10, the authors'; --fast: 0)."),
         fast: bool = typer.Option(False, "--fast", help=FAST_HELP),
         seed: int = typer.Option(0, "--seed", help="Seed of both random generators."),
-        rng_stream: RngMode = typer.Option(
-            RngMode.EXAM, "--rng-stream",
-            help="exam: every exam starts from the seed; run: one stream across exams, as the "
-            "authors' scripts (to reproduce their outputs)."),
-        horizontal_flip: FlipMode = typer.Option(
-            FlipMode.AUTO, "--horizontal-flip",
-            help="auto: decide per image from the tissue side; no/yes: the authors' flag."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        rng_stream: RngStreamOption = RngMode.EXAM,
+        horizontal_flip: FlipOption = FlipMode.AUTO,
+        device: DeviceOption = "auto",
         devices: str | None = typer.Option(
             None, "--devices", help="Several devices, one worker process each, exams shared "
             "out (e.g. cuda:0,cuda:1; cuda = every GPU; cpu,cpu splits the CPU threads)."),
@@ -379,14 +382,9 @@ def register(app: typer.Typer) -> None:
         weights: str | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
         seed: int = typer.Option(0, "--seed", help="Seed of the heatmap stride lists (Python "
                                  "random), as in predict."),
-        rng_stream: RngMode = typer.Option(
-            RngMode.EXAM, "--rng-stream",
-            help="exam: every exam starts from the seed; run: one stream across exams, as the "
-            "authors' scripts (to reproduce their outputs)."),
-        horizontal_flip: FlipMode = typer.Option(
-            FlipMode.AUTO, "--horizontal-flip",
-            help="auto: decide per image from the tissue side; no/yes: the authors' flag."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        rng_stream: RngStreamOption = RngMode.EXAM,
+        horizontal_flip: FlipOption = FlipMode.AUTO,
+        device: DeviceOption = "auto",
         pipeline_config: Path | None = typer.Option(
             None, "--pipeline-config", help="YAML overriding pipeline sizes (advanced; the "
             "paper's by default). Use the sizes the heatmaps' models were trained at."),
