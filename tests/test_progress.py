@@ -153,3 +153,17 @@ def test_the_summary_table_is_shown_for_one_exam(tmp_path: Path, random_weights:
     assert result.exit_code == 0, result.stderr
     assert "mammocli predict" in result.stderr and "L malignant" in result.stderr
     assert EXAM_LINE.search(result.stderr)
+
+
+def test_the_heatmaps_command_logs_every_exam_with_an_eta(
+        tmp_path: Path, random_weights: Path, small_pipeline: Path) -> None:
+    root = tmp_path / "root"
+    for i in range(2):
+        write_exam(root / f"h{i}", shape=(300, 220), seed=i)
+    result = runner.invoke(app, ["heatmaps", str(root), "-o", str(tmp_path / "heat"),
+                                 "--weights-dir", str(random_weights),
+                                 "--pipeline-config", str(small_pipeline)])
+    assert result.exit_code == 0, result.stderr
+    lines = EXAM_LINE.findall(result.stderr)
+    assert [(k, n, name) for k, n, name, *_ in lines] == [("1", "2", "h0"), ("2", "2", "h1")]
+    assert "h1: heatmaps written to" in result.stderr

@@ -407,15 +407,16 @@ def register(app: typer.Typer) -> None:
         options = RunOptions(config=config, flip_mode=horizontal_flip, device=device,
                              precision=Precision(precision))
 
-        def on_outcome(planned_exam: PlannedExam, outcome: ExamOutcome) -> None:
-            if outcome.failure is not None:
-                report_error(InputError(outcome.failure.error, outcome.failure.hint))
-            elif not quiet:
-                say(f"{printable(outcome.exam.exam_id)}: heatmaps written to "
-                    f"{printable(str(heat.folder(planned_exam)))}")
+        with _rendering(len(planned), quiet) as progress_of:  # lines with an ETA, as predict
 
-        report = export_many(planned, ModelRequest(kind=ModelKind.VIEW_WISE, locate=locate),
-                             options, heat, on_outcome=on_outcome)
+            def on_outcome(planned_exam: PlannedExam, outcome: ExamOutcome) -> None:
+                progress_of(planned_exam, outcome)  # also reports a failure
+                if outcome.failure is None and not quiet:
+                    say(f"{printable(outcome.exam.exam_id)}: heatmaps written to "
+                        f"{printable(str(heat.folder(planned_exam)))}")
+
+            report = export_many(planned, ModelRequest(kind=ModelKind.VIEW_WISE, locate=locate),
+                                 options, heat, on_outcome=on_outcome)
         if report.exit_code:
             raise typer.Exit(report.exit_code)
 
