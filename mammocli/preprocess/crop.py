@@ -78,7 +78,8 @@ def _diamond(mask: np.ndarray, radius: int, erode: bool) -> np.ndarray:
     intermediate result lies inside `mask`); a dilation's intermediates reach up to `radius`
     beyond the input, so its caller gives it that margin."""
     if radius == 0:
-        return mask.copy()
+        unchanged: np.ndarray = mask.copy()
+        return unchanged
     half = (radius - 1) // 2
     out = _line(_line(mask, half, 1, erode), half, -1, erode)
     op = np.logical_and if erode else np.logical_or
