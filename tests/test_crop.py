@@ -49,3 +49,20 @@ def test_nothing_survives_the_erosion() -> None:
     speck = np.zeros((20, 20), np.uint16)
     speck[5:8, 5:8] = 1
     assert largest_tissue_mask(speck, 2) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("iterations", [2, 9, 16, 37])
+def test_larger_radii_on_phantoms_with_specks(seed: int, iterations: int) -> None:
+    """Odd and even radii, several doubling steps of the diagonal segments, tissue touching
+    the chest-wall edge and stray specks / a label block that the erosion removes."""
+    from mammocli.synthetic.phantoms import phantom
+    from mammocli.views import Side
+
+    rng = np.random.default_rng(seed)
+    image = phantom((230, 170), rng, facing=Side.LEFT if seed % 2 else Side.RIGHT)
+    specks = rng.random(image.shape) < 0.002
+    image[specks] = 7
+    image[5:5 + 2 * iterations + 3, 120:120 + 2 * iterations + 3] = 9  # a second component
+    np.testing.assert_array_equal(largest_tissue_mask(image, iterations),
+                                  _authors_mask(image, iterations))
