@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, MammocliError, OutputError
-from .files import check_folder_target, write_failed
+from .files import write_failed
 from .schema import PredictionResult
-from .sinks import PlannedExam, Record, Sink
+from .sinks import PlannedExam, Record, Sink, check_exam_folder
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -96,13 +96,9 @@ class DicomSrSink(Sink):
                               hint=f"run {option} on DICOM input only")
         if self.folder is None:
             return
-        check_folder_target(self.folder, "--dicom-out")
-        present = [p for p in exams if self._file(p).exists()]
-        if present and not (self.resume or self.overwrite):
-            raise OutputError(f"--dicom-out {self.folder}/ already holds the SR of "
-                              f"{len(present)} exam(s) of this run",
-                              hint="use --resume to skip finished exams or --overwrite to "
-                                   "redo them")
+        check_exam_folder(self.folder, "--dicom-out", exams, self._file, "the SR",
+                          overwrite=self.overwrite, resume=self.resume,
+                          hint="use --resume to skip finished exams or --overwrite to redo them")
 
     def _file(self, planned: PlannedExam) -> Path:
         assert self.folder is not None

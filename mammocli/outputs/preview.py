@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import OutputError
 from ..views import Side, View
 from ..vocabulary import Export, Family
-from .files import atomic_write_bytes, check_folder_target, write_failed
+from .files import atomic_write_bytes, write_failed
 from .heatmaps import grey_limits, transparent_low
 from .schema import printable
-from .sinks import ExamWriter, HeatmapFolders, PlannedExam
+from .sinks import ExamWriter, HeatmapFolders, PlannedExam, check_exam_folder
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -234,13 +233,10 @@ class PreviewFolder:
         return self.path / f"{planned.stem}.png"
 
     def plan(self, exams: list[PlannedExam]) -> None:
-        check_folder_target(self.path, self.option)
-        present = [p for p in exams if self.file(p).exists()]
-        if present and not (self.overwrite or self.resume):
-            raise OutputError(f"{self.option} {self.path} already holds previews for "
-                              f"{len(present)} exam(s) of this run",
-                              hint="use --overwrite to replace them, --resume to keep those "
-                                   "of finished exams, or choose another folder")
+        check_exam_folder(self.path, self.option, exams, self.file, "previews",
+                          overwrite=self.overwrite, resume=self.resume,
+                          hint="use --overwrite to replace them, --resume to keep those of "
+                               "finished exams, or choose another folder")
 
     def exports(self, family: Family) -> frozenset[Export]:
         # GMIC's maps are cheap to hand over; DMV-CNN heatmaps are shown only when a variant

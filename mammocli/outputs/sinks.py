@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -320,6 +320,20 @@ def _append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
+def check_exam_folder(folder: Path, option: str, exams: Sequence[PlannedExam],
+                      output_of: Callable[[PlannedExam], Path], what: str, *, overwrite: bool,
+                      resume: bool, hint: str) -> list[PlannedExam]:
+    """Check a folder of per-exam outputs before a run: a folder we may write, and no output
+    of these exams in it unless --overwrite or --resume says what to do with them. Returns the
+    exams whose output is there already."""
+    check_folder_target(folder, option)
+    present = [p for p in exams if output_of(p).exists()]
+    if present and not (overwrite or resume):
+        raise OutputError(f"{option} {folder} already holds {what} for {len(present)} "
+                          "exam(s) of this run", hint=hint)
+    return present
+
+
 class ExamLock:
     """An exclusive, non-blocking flock on one file (what `ledger` tests for "running"). Plain
     fcntl: filelock's registry of every lock a process took grew with each exam (a list scan
@@ -369,12 +383,9 @@ class FolderSink(Sink):
         return self.path / f"{planned.stem}.json"
 
     def plan(self, exams: list[PlannedExam]) -> None:
-        check_folder_target(self.path, "-o")
-        present = [p for p in exams if self._file(p).exists()]
-        if present and not (self.resume or self.overwrite):
-            raise OutputError(f"-o {self.where} already holds results for {len(present)} "
-                              "exam(s) of this run",
-                              hint="use --resume to skip them or --overwrite to redo them")
+        present = check_exam_folder(
+            self.path, "-o", exams, self._file, "results", overwrite=self.overwrite,
+            resume=self.resume, hint="use --resume to skip them or --overwrite to redo them")
         others = []
         for p in present:
             docs = _read_records(self._file(p))
@@ -624,12 +635,9 @@ class HeatmapFolders:
         self.resume = resume
 
     def plan(self, exams: list[PlannedExam]) -> None:
-        check_folder_target(self.path, self.option)
-        present = [p for p in exams if (self.path / p.stem).exists()]
-        if present and not (self.overwrite or self.resume):
-            raise OutputError(f"{self.option} {self.path} already holds heatmaps for "
-                              f"{len(present)} exam(s) of this run",
-                              hint="use --overwrite to replace them, or choose another folder")
+        check_exam_folder(self.path, self.option, exams, self.folder, "heatmaps",
+                          overwrite=self.overwrite, resume=self.resume,
+                          hint="use --overwrite to replace them, or choose another folder")
 
     def folder(self, planned: PlannedExam) -> Path:
         return self.path / planned.stem
