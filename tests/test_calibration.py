@@ -161,3 +161,15 @@ def test_reader_study_half_fit_lowers_brier_on_the_other_half(reader_study_csv: 
     fit_all = cal.fit(m.y, m.p, "logistic")
     assert fit_all.slope == pytest.approx(0.7637, abs=1e-4)  # scores too spread out
     assert fit_all.intercept == pytest.approx(-0.9396, abs=1e-4)
+
+
+def test_a_steep_fit_neither_overflows_nor_warns() -> None:
+    """Near-constant scores give a huge logistic slope; applying it must stay quiet and exact."""
+    import warnings
+
+    x = np.array([-1000.0, -40.0, -1.0, 0.0, 1.0, 40.0, 1000.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = cal.sigmoid(x)
+    assert p[0] == 0.0 and p[-1] == 1.0 and p[3] == 0.5
+    np.testing.assert_allclose(p[1:-1], 1.0 / (1.0 + np.exp(-x[1:-1])), rtol=1e-15)
